@@ -1,0 +1,47 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_runcomfy import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-runcomfy",
+        "name": "RunComfy",
+        "description": "Run RunComfy's hosted generative models (PixVerse v5.5 video and any catalog model).",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "RunComfy",
+                "external-doc-url": "https://www.runcomfy.com/models",
+                "tags": ["service"],
+            }
+        ],
+        "operators": [
+            {"integration-name": "RunComfy", "python-modules": ["airflow_provider_runcomfy.operators.runcomfy"]}
+        ],
+        "sensors": [{"integration-name": "RunComfy", "python-modules": ["airflow_provider_runcomfy.sensors.runcomfy"]}],
+        "hooks": [{"integration-name": "RunComfy", "python-modules": ["airflow_provider_runcomfy.hooks.runcomfy"]}],
+        "triggers": [
+            {"integration-name": "RunComfy", "python-modules": ["airflow_provider_runcomfy.triggers.runcomfy"]}
+        ],
+        "extra-links": ["airflow_provider_runcomfy.links.runcomfy.RunComfyOutputLink"],
+        "connection-types": [
+            {
+                "connection-type": "runcomfy",
+                "hook-class-name": "airflow_provider_runcomfy.hooks.runcomfy.RunComfyHook",
+                "hook-name": "RunComfy",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login", "port", "extra"],
+                    "relabeling": {"password": "API Token", "host": "Base URL"},
+                    "placeholders": {
+                        "password": "RunComfy API token (Profile > API keys)",
+                        "host": "https://model-api.runcomfy.net (leave empty for the default)",
+                    },
+                },
+            }
+        ],
+    }

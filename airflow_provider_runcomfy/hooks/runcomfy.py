@@ -1,0 +1,402 @@
+"""RunComfyHook: the only code that speaks to RunComfy's Model API.
+
+Sync calls (operators on a worker) go over one kept-alive ``requests.Session``; async calls (triggers) over an
+``httpx.AsyncClient`` shared by every hook of an event loop. Both use one retry policy: reads are retried on
+connection errors, timeouts, 429 and 5xx; a submit is retried only when it provably never reached the server,
+because RunComfy has no idempotency key and a submit that arrives twice is paid twice.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+import weakref
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
+
+import requests
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+from pydantic import BaseModel, ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from airflow_provider_runcomfy import __version__
+from airflow_provider_runcomfy.exceptions import (
+    RunComfyAuthError,
+    RunComfyConnectionError,
+    RunComfyError,
+    RunComfyInsufficientBalanceError,
+    RunComfyInvalidInputError,
+    RunComfyNotFoundError,
+    RunComfyRateLimitError,
+    RunComfyServerError,
+)
+from airflow_provider_runcomfy.schemas import validate_inputs
+from airflow_provider_runcomfy.schemas.api import CancelResponse, RequestResult, RequestStatus, SubmitResponse
+
+if TYPE_CHECKING:
+    import asyncio
+
+    import httpx
+
+Answer = TypeVar("Answer", bound=BaseModel)
+
+DEFAULT_BASE_URL = "https://model-api.runcomfy.net"
+USER_AGENT = f"airflow-provider-runcomfy/{__version__}"
+# A request id no job can have: asking for its status is authenticated and costs nothing.
+_PROBE_REQUEST_ID = "00000000-0000-0000-0000-000000000000"
+
+# RunComfy's documented codes first (they are precise), then the HTTP status.
+_ERRORS_BY_CODE: dict[int, type[RunComfyError]] = {
+    400001: RunComfyInvalidInputError,
+    400002: RunComfyInsufficientBalanceError,
+    400004: RunComfyAuthError,
+    403001: RunComfyAuthError,
+    404001: RunComfyNotFoundError,
+}
+_ERRORS_BY_STATUS: dict[int, type[RunComfyError]] = {
+    400: RunComfyInvalidInputError,
+    401: RunComfyAuthError,
+    402: RunComfyInsufficientBalanceError,
+    403: RunComfyAuthError,
+    404: RunComfyNotFoundError,
+    422: RunComfyInvalidInputError,
+    429: RunComfyRateLimitError,
+}
+
+# One AsyncClient per event loop and base URL: a triggerer runs hundreds of triggers in one loop, and a client
+# per poll would open a connection (and a TLS handshake) per poll.
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class RunComfyHook(BaseHook):
+    """Submit, watch, read and cancel RunComfy requests.
+
+    :param runcomfy_conn_id: Connection of type ``runcomfy``: password = API token, host = optional base URL.
+    :param timeout: Seconds to wait for an answer to one HTTP call (connecting is capped at 10 s).
+    :param max_retries: Retries of a read after a transient failure (and of a submit that never left).
+    :param retry_min_wait: First backoff in seconds; it doubles (with jitter) up to ``retry_max_wait``.
+    :param retry_max_wait: Longest wait between two tries; also the cap on a server's ``Retry-After``.
+    """
+
+    conn_name_attr = "runcomfy_conn_id"
+    default_conn_name = "runcomfy_default"
+    conn_type = "runcomfy"
+    hook_name = "RunComfy"
+
+    def __init__(
+        self,
+        runcomfy_conn_id: str = default_conn_name,
+        *,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        retry_min_wait: float = 1.0,
+        retry_max_wait: float = 60.0,
+    ) -> None:
+        super().__init__()
+        self.runcomfy_conn_id = runcomfy_conn_id
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.retry_min_wait = retry_min_wait
+        self.retry_max_wait = retry_max_wait
+        self._credentials: tuple[str, str] | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form for Airflow < 3.2, which does not read it from the provider info."""
+        from airflow_provider_runcomfy.get_provider_info import get_provider_info
+
+        return get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+
+    # -- connection -----------------------------------------------------------------------------------------
+
+    def _read_connection(self, conn: Any) -> tuple[str, str]:
+        token = (conn.password or "").strip()
+        if not token:
+            raise RunComfyAuthError(
+                f"Connection {self.runcomfy_conn_id!r} has no API token: set it as the connection's password"
+            )
+        mask_secret(token)  # Airflow's log masker then hides it in every log line, ours or a library's
+        host = (conn.host or "").strip().rstrip("/")
+        if not host:
+            base_url = DEFAULT_BASE_URL
+        elif "://" in host:
+            base_url = host
+        else:
+            base_url = f"https://{host}" + (f":{conn.port}" if conn.port else "")
+        self._credentials = (base_url.removesuffix("/v1"), token)
+        return self._credentials
+
+    def _get_credentials(self) -> tuple[str, str]:
+        return self._credentials or self._read_connection(self.get_connection(self.runcomfy_conn_id))
+
+    async def _aget_credentials(self) -> tuple[str, str]:
+        return self._credentials or self._read_connection(await self.aget_connection(self.runcomfy_conn_id))
+
+    @property
+    def base_url(self) -> str:
+        return self._get_credentials()[0]
+
+    # -- sync API -------------------------------------------------------------------------------------------
+
+    def submit(self, model_id: str, inputs: BaseModel | dict[str, Any]) -> SubmitResponse:
+        """Start a paid job. Inputs are validated first; a submit is never sent twice unless it never left."""
+        body = validate_inputs(model_id, inputs)
+        return self._call("POST", f"/v1/models/{model_id}", SubmitResponse, json=body, is_submit=True)
+
+    def get_status(self, request_id: str) -> RequestStatus:
+        """Where the job is: queued (with its position), running, completed or cancelled. Not whether it worked."""
+        return self._call("GET", f"{_request_path(request_id)}/status", RequestStatus, request_id=request_id)
+
+    def get_result(self, request_id: str, *, include_cost: bool = False) -> RequestResult:
+        """The job's outcome and outputs; while it runs, its current state without outputs."""
+        params = {"include_cost": "true"} if include_cost else None
+        path = f"{_request_path(request_id)}/result"
+        return self._call("GET", path, RequestResult, request_id=request_id, params=params)
+
+    def cancel(self, request_id: str) -> CancelResponse:
+        """Cancel a queued job. A running job cannot be cancelled: ``outcome`` says ``not_cancellable``."""
+        path = f"{_request_path(request_id)}/cancel"
+        return self._call("POST", path, CancelResponse, request_id=request_id)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Ask for the status of a request that cannot exist: authenticated, free, and it proves the token."""
+        try:
+            self.get_status(_PROBE_REQUEST_ID)
+        except RunComfyNotFoundError:
+            return True, f"Connected to {self.base_url}: the API token is accepted."
+        except RunComfyError as error:
+            return False, str(error)
+        return True, f"Connected to {self.base_url}."
+
+    def close(self) -> None:
+        """Release the kept-alive connections of the sync session."""
+        if "_session" in self.__dict__:
+            self._session.close()
+            del self.__dict__["_session"]
+
+    @cached_property
+    def _session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers["User-Agent"] = USER_AGENT
+        return session
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        answer: type[Answer],
+        *,
+        request_id: str | None = None,
+        is_submit: bool = False,
+        **kwargs: Any,
+    ) -> Answer:
+        base_url, token = self._get_credentials()
+
+        def attempt() -> Answer:
+            try:
+                response = self._session.request(
+                    method,
+                    base_url + path,
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=(min(10.0, self.timeout), self.timeout),
+                    **kwargs,
+                )
+            except requests.RequestException as error:
+                raise self._transport_error(error, _requests_never_sent(error), method, path, request_id) from None
+            return self._parse(response.status_code, response.headers, response.content, answer, request_id)
+
+        return self._retrying(Retrying, is_submit)(attempt)
+
+    # -- async API (triggers) -------------------------------------------------------------------------------
+
+    async def aget_status(self, request_id: str) -> RequestStatus:
+        return await self._acall("GET", f"{_request_path(request_id)}/status", RequestStatus, request_id)
+
+    async def aget_result(self, request_id: str, *, include_cost: bool = False) -> RequestResult:
+        params = {"include_cost": "true"} if include_cost else None
+        path = f"{_request_path(request_id)}/result"
+        return await self._acall("GET", path, RequestResult, request_id, params=params)
+
+    async def acancel(self, request_id: str) -> CancelResponse:
+        return await self._acall("POST", f"{_request_path(request_id)}/cancel", CancelResponse, request_id)
+
+    async def _acall(self, method: str, path: str, answer: type[Answer], request_id: str, **kwargs: Any) -> Answer:
+        import httpx
+
+        base_url, token = await self._aget_credentials()
+        client = self._async_client(base_url)
+
+        async def attempt() -> Answer:
+            try:
+                response = await client.request(
+                    method, path, headers={"Authorization": f"Bearer {token}"}, timeout=self._httpx_timeout, **kwargs
+                )
+            except httpx.HTTPError as error:
+                never_sent = isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+                raise self._transport_error(error, never_sent, method, path, request_id) from None
+            return self._parse(response.status_code, response.headers, response.content, answer, request_id)
+
+        return await self._retrying(AsyncRetrying, False)(attempt)
+
+    @property
+    def _httpx_timeout(self) -> httpx.Timeout:
+        import httpx
+
+        return httpx.Timeout(self.timeout, connect=min(10.0, self.timeout))
+
+    def _async_client(self, base_url: str) -> httpx.AsyncClient:
+        import asyncio
+
+        import httpx
+
+        clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
+        client = clients.get(base_url)
+        if client is None or client.is_closed:
+            client = clients[base_url] = httpx.AsyncClient(
+                base_url=base_url,
+                headers={"User-Agent": USER_AGENT},
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+            )
+        return client
+
+    # -- shared by both sides -------------------------------------------------------------------------------
+
+    def _retrying(self, kind: type[Retrying] | type[AsyncRetrying], is_submit: bool) -> Any:
+        """The retry policy: what is retried, how long to wait, and how many times."""
+        backoff = wait_exponential_jitter(
+            multiplier=self.retry_min_wait, max=self.retry_max_wait, jitter=self.retry_min_wait
+        )
+
+        def retryable(error: BaseException) -> bool:
+            if isinstance(error, RunComfyConnectionError):
+                return error.never_sent or not is_submit
+            return not is_submit and isinstance(error, (RunComfyRateLimitError, RunComfyServerError))
+
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            retry_after = getattr(error, "retry_after", None)
+            return min(retry_after, self.retry_max_wait) if retry_after is not None else backoff(state)
+
+        def log_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            wait_s = state.next_action.sleep if state.next_action else 0
+            self.log.warning("RunComfy call failed (%s); try %d again in %.1fs", error, state.attempt_number, wait_s)
+
+        return kind(
+            retry=retry_if_exception(retryable),
+            wait=wait,
+            stop=stop_after_attempt(self.max_retries + 1),
+            before_sleep=log_retry,
+            reraise=True,
+        )
+
+    def _transport_error(
+        self, error: Exception, never_sent: bool, method: str, path: str, request_id: str | None
+    ) -> RunComfyConnectionError:
+        reached = "never reached the server" if never_sent else "may have reached the server"
+        message = f"{method} {path} failed ({type(error).__name__}: {self._redact(str(error))}); the request {reached}"
+        return RunComfyConnectionError(message, never_sent=never_sent, request_id=request_id)
+
+    def _parse(
+        self, status_code: int, headers: Any, content: bytes, answer: type[Answer], request_id: str | None
+    ) -> Answer:
+        """Turn an HTTP answer into the answer model, or into the error it stands for."""
+        try:
+            body = _json(content)
+        except ValueError:
+            body = None
+        if status_code >= 400 or body is None or "error_code" in body:
+            raise self._api_error(status_code, headers, body, content, request_id)
+        if request_id and "request_id" not in body:
+            body = {**body, "request_id": request_id}
+        try:
+            parsed = answer.model_validate(body)
+        except ValidationError as error:
+            raise RunComfyServerError(
+                f"Unexpected {answer.__name__} from RunComfy: {self._redact(str(error))}",
+                status_code=status_code,
+                request_id=request_id,
+            ) from None
+        if not getattr(parsed, "is_known", True):
+            self.log.warning("RunComfy request %s has an undocumented status %r", request_id, parsed.status)
+        return parsed
+
+    def _api_error(
+        self, status_code: int, headers: Any, body: dict[str, Any] | None, content: bytes, request_id: str | None
+    ) -> RunComfyError:
+        body = body or {}
+        code = body.get("code", body.get("error_code"))
+        message = body.get("message") or body.get("error_message") or body.get("error") or body.get("detail")
+        if not isinstance(message, str):
+            message = str(message) if message else content[:200].decode(errors="replace").strip()
+        message = self._redact(message or f"HTTP {status_code}")
+        kind = _ERRORS_BY_CODE.get(_as_int(code)) or _ERRORS_BY_STATUS.get(status_code)
+        if kind is None:
+            # 5xx, or a success status whose body is not the JSON object promised, is the server's fault;
+            # an error code in a 200 answer is a refusal we do not know, and is not retried blindly.
+            kind = RunComfyServerError if status_code >= 500 or code is None else RunComfyError
+        details = {"status_code": status_code, "code": code, "request_id": request_id}
+        if kind is RunComfyRateLimitError:
+            retry_after = _retry_after_seconds(headers.get("Retry-After"))
+            return RunComfyRateLimitError(f"Rate limited: {message}", retry_after=retry_after, **details)
+        return kind(f"RunComfy answered: {message}", **details)
+
+    def _redact(self, text: str) -> str:
+        token = self._credentials[1] if self._credentials else None
+        return text.replace(token, "***") if token else text
+
+
+def _request_path(request_id: str) -> str:
+    if not isinstance(request_id, str) or not request_id.strip():
+        raise RunComfyInvalidInputError(f"request_id must be a non-empty string, not {request_id!r}")
+    return f"/v1/requests/{quote(request_id.strip(), safe='')}"
+
+
+def _requests_never_sent(error: requests.RequestException) -> bool:
+    """True only when ``requests`` failed before a byte of the request could reach the server."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    if isinstance(error, requests.ConnectionError):
+        from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+        reason = error.args[0].reason if error.args and isinstance(error.args[0], MaxRetryError) else None
+        return isinstance(reason, NewConnectionError)  # refused, unreachable, or a name that does not resolve
+    return False
+
+
+def _json(content: bytes) -> dict[str, Any] | None:
+    import json
+
+    value = json.loads(content) if content else None
+    return value if isinstance(value, dict) else None
+
+
+def _as_int(code: Any) -> int | None:
+    try:
+        return int(code)
+    except (TypeError, ValueError):
+        return None
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` is either seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
