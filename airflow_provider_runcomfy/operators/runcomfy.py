@@ -1,0 +1,322 @@
+"""Operators that run a RunComfy model: any catalog model, or PixVerse v5.5 with typed, templated inputs.
+
+A run submits once, pushes the ``request_id`` to XCom and the task state store before any waiting, then waits
+on the worker or in the triggerer. A retry reattaches to a request that is still running or already
+succeeded, so a crash after the submit does not pay twice (Airflow 3.3+; older Airflow submits again).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import ResumableJobMixin
+from airflow.sdk import BaseOperator, conf
+from pydantic import BaseModel
+
+from airflow_provider_runcomfy.exceptions import RunComfyError, RunComfyJobError, RunComfyNotFoundError
+from airflow_provider_runcomfy.links.runcomfy import RunComfyOutputLink
+from airflow_provider_runcomfy.schemas import validate_inputs
+from airflow_provider_runcomfy.schemas.api import FINISHED_RESULT_STATUSES, RequestResult
+from airflow_provider_runcomfy.schemas.pixverse import (
+    IMAGE_TO_VIDEO,
+    TEXT_TO_VIDEO,
+    PixVerseImageToVideoInput,
+    PixVerseTextToVideoInput,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+
+_GONE = "expired"  # what a stored request that RunComfy no longer knows counts as: submit afresh
+
+
+class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
+    """Run any RunComfy model and return its outputs (see the XCom contract in the README).
+
+    :param model_id: Catalog id, e.g. ``pixverse/pixverse/v5.5/text-to-video``. (templated)
+    :param inputs: The model's inputs: a dict, or the model's pydantic input model. Known models are validated
+        at DAG parse time when literal, after rendering otherwise, and always before the submit. (templated)
+    :param runcomfy_conn_id: Connection of type ``runcomfy``.
+    :param wait_for_completion: Wait for the job; ``False`` returns right after the submit.
+    :param deferrable: Wait in the triggerer instead of holding a worker slot.
+    :param poll_interval: Seconds between two status reads.
+    :param timeout: How long to wait for the job (seconds or timedelta); then a queued job is cancelled
+        and the task fails.
+    :param cancel_on_kill: Cancel the queued job when the task is killed, marked or cleared.
+    :param include_cost: Ask RunComfy for the job's cost (USD); it is returned as ``cost``.
+    :param durable: Reattach a retry to the request of an earlier try (Airflow 3.3+ task state store).
+    """
+
+    template_fields: Sequence[str] = ("model_id", "inputs")
+    template_fields_renderers = {"inputs": "json"}
+    operator_extra_links = (RunComfyOutputLink(),)
+    external_id_key = "request_id"
+    ui_color = "#f3e8ff"
+
+    def __init__(
+        self,
+        *,
+        model_id: str,
+        inputs: dict[str, Any] | BaseModel | None = None,
+        runcomfy_conn_id: str = "runcomfy_default",
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 10.0,
+        timeout: float | timedelta = timedelta(hours=1),
+        cancel_on_kill: bool = True,
+        include_cost: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_id = model_id
+        self.inputs = inputs.model_dump(mode="json", exclude_unset=True) if isinstance(inputs, BaseModel) else inputs
+        self.runcomfy_conn_id = runcomfy_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        self.cancel_on_kill = cancel_on_kill
+        self.include_cost = include_cost
+        self.request_id: str | None = None
+        self._outcome: dict[str, Any] | None = None
+        self._validate_literal_inputs()
+
+    def _validate_literal_inputs(self) -> None:
+        """At DAG parse time, check every input that is not a template: fail now, not after a paid submit."""
+        inputs = self.request_inputs()
+        if _has_template(self.model_id) or not isinstance(inputs, dict):
+            return
+        templated = {name for name, value in inputs.items() if _has_template(value)}
+        validate_inputs(self.model_id, inputs, unchecked=templated)
+
+    def request_inputs(self) -> dict[str, Any]:
+        """The inputs to send, as the operator holds them (after rendering, at run time)."""
+        return self.inputs or {}
+
+    @cached_property
+    def hook(self) -> RunComfyHook:
+        from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+
+        return RunComfyHook(self.runcomfy_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        self._body = validate_inputs(self.model_id, self.request_inputs())  # rendered now; still before paying
+        return self.execute_resumable(context)
+
+    # -- ResumableJobMixin: how to submit, reattach and wait -------------------------------------------------
+
+    def submit_job(self, context: Context) -> str:
+        request_id = self.hook.submit(self.model_id, self._body).request_id
+        self.log.info("Submitted RunComfy request %s for model %s", request_id, self.model_id)
+        self._attach(context, request_id)
+        return request_id
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        try:
+            return self.hook.get_result(str(external_id)).status
+        except RunComfyNotFoundError:
+            return _GONE
+
+    def is_job_active(self, status: str) -> bool:
+        return status != _GONE and status not in FINISHED_RESULT_STATUSES
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status == "succeeded"
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any]:
+        request_id = self._attach(context, str(external_id))
+        if self.wait_for_completion:
+            if not self.deferrable:
+                wait_for_request(self, request_id)
+            elif not self.hook.get_status(request_id).is_finished:  # a finished job does not defer
+                self.defer(trigger=self._trigger(request_id), method_name="execute_complete")
+        # ResumableJobMixin returns this value when it reattaches to a running job (it asks get_job_result
+        # only after a fresh submit), so both paths must yield the task's result.
+        return self.get_job_result(request_id, context)
+
+    def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
+        if self._outcome is None:
+            request_id = self._attach(context, str(external_id))
+            if not self.wait_for_completion:
+                self._outcome = {"request_id": request_id, "model_id": self.model_id, "status": "submitted"}
+            else:
+                self._outcome = finish(self, self.hook.get_result(request_id, include_cost=self.include_cost))
+        return self._outcome
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        return finish_event(self, event)
+
+    def on_kill(self) -> None:
+        if self.cancel_on_kill and self.request_id:
+            answer = self.hook.cancel(self.request_id)
+            self.log.info("Cancel of RunComfy request %s on kill: %s", self.request_id, answer.outcome)
+
+    def _attach(self, context: Context, request_id: str) -> str:
+        if self.request_id != request_id:
+            self.request_id = request_id
+            context["ti"].xcom_push(key="request_id", value=request_id)
+        return request_id
+
+    def _trigger(self, request_id: str):
+        from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
+
+        return RunComfyRequestTrigger(
+            request_id=request_id,
+            runcomfy_conn_id=self.runcomfy_conn_id,
+            end_time=time.time() + self.timeout,
+            poll_interval=self.poll_interval,
+            include_cost=self.include_cost,
+            cancel_on_kill=self.cancel_on_kill,
+        )
+
+
+class _PixVerseOperator(RunComfyModelOperator):
+    """The PixVerse v5.5 inputs both models share, as named, templated parameters.
+
+    ``None`` leaves an input to the API's default. Explicit parameters (not ``**inputs``) let ``partial()`` /
+    ``expand()`` check their names, and IDEs show them.
+    """
+
+    input_model: type[BaseModel]
+
+    def __init__(
+        self,
+        *,
+        prompt: str,
+        aspect_ratio: str | None = None,
+        resolution: str | None = None,
+        duration: int | str | None = None,
+        negative_prompt: str | None = None,
+        style: str | None = None,
+        seed: int | str | None = None,
+        generate_audio_switch: bool | None = None,
+        generate_multi_clip_switch: bool | None = None,
+        thinking_type: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.prompt = prompt
+        self.aspect_ratio = aspect_ratio
+        self.resolution = resolution
+        self.duration = duration
+        self.negative_prompt = negative_prompt
+        self.style = style
+        self.seed = seed
+        self.generate_audio_switch = generate_audio_switch
+        self.generate_multi_clip_switch = generate_multi_clip_switch
+        self.thinking_type = thinking_type
+        super().__init__(**kwargs)
+
+    def request_inputs(self) -> dict[str, Any]:
+        named = {name: getattr(self, name, None) for name in self.input_model.model_fields}
+        return {**(self.inputs or {}), **{name: value for name, value in named.items() if value is not None}}
+
+
+class RunComfyTextToVideoOperator(_PixVerseOperator):
+    """Generate a video from a prompt with PixVerse v5.5 text-to-video.
+
+    Takes ``prompt``, ``aspect_ratio``, ``resolution``, ``duration``, ``negative_prompt``, ``style``, ``seed``,
+    ``generate_audio_switch``, ``generate_multi_clip_switch`` and ``thinking_type`` (named as in the API,
+    templated), and every parameter of :class:`RunComfyModelOperator`.
+    """
+
+    input_model = PixVerseTextToVideoInput
+    template_fields = (*RunComfyModelOperator.template_fields, *PixVerseTextToVideoInput.model_fields)
+
+    def __init__(self, *, model_id: str = TEXT_TO_VIDEO, **kwargs: Any) -> None:
+        super().__init__(model_id=model_id, **kwargs)
+
+
+class RunComfyImageToVideoOperator(_PixVerseOperator):
+    """Animate an image with PixVerse v5.5 image-to-video: ``image_url`` (public http(s)) is the first frame.
+
+    Takes ``image_url`` and the inputs of :class:`RunComfyTextToVideoOperator` (templated), and every parameter
+    of :class:`RunComfyModelOperator`.
+    """
+
+    input_model = PixVerseImageToVideoInput
+    template_fields = (*RunComfyModelOperator.template_fields, *PixVerseImageToVideoInput.model_fields)
+
+    def __init__(self, *, image_url: str, model_id: str = IMAGE_TO_VIDEO, **kwargs: Any) -> None:
+        self.image_url = image_url
+        super().__init__(model_id=model_id, **kwargs)
+
+
+# -- waiting and outcomes, shared with RunComfyRequestSensor ---------------------------------------------------
+
+
+def wait_for_request(task: Any, request_id: str) -> None:
+    """Poll on the worker until the request finishes; past ``task.timeout``, cancel it and fail."""
+    from airflow_provider_runcomfy.triggers.runcomfy import Progress
+
+    progress = Progress(request_id, task.log)
+    deadline = time.monotonic() + task.timeout
+    while True:
+        status = task.hook.get_status(request_id)
+        progress.update(status.status, status.queue_position)
+        if status.is_finished:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise timed_out(task, request_id, task.hook.cancel(request_id).cancelled)
+        time.sleep(min(task.poll_interval, remaining))
+
+
+def timed_out(task: Any, request_id: str, cancelled: bool) -> RunComfyJobError:
+    what = (
+        "it was still queued and has been cancelled"
+        if cancelled
+        else "it could not be cancelled (already running: RunComfy still charges it)"
+    )
+    return RunComfyJobError(
+        f"RunComfy request did not finish within {task.timeout:.0f}s; {what}", request_id=request_id
+    )
+
+
+def finish(task: Any, result: RequestResult) -> dict[str, Any]:
+    """The task's return value for a request that succeeded; any other outcome fails the task."""
+    if not result.succeeded:
+        if result.failed:
+            reason = f"failed: {result.error}"
+        elif result.cancelled:
+            reason = "was cancelled"
+        else:
+            reason = f"ended in an unexpected state {result.status!r}"
+        raise RunComfyJobError(f"RunComfy request {reason}", request_id=result.request_id)
+    summary = {
+        "request_id": result.request_id,
+        "model_id": getattr(task, "model_id", None),
+        "status": result.status,
+        "output": result.output,
+        "output_urls": result.output_urls,
+    }
+    if result.cost is not None:
+        summary["cost"] = result.cost
+    task.output_urls = result.output_urls  # for RunComfyOutputLink
+    task.log.info("RunComfy request %s succeeded: %s", result.request_id, ", ".join(result.output_urls))
+    return summary
+
+
+def finish_event(task: Any, event: dict[str, Any]) -> dict[str, Any]:
+    """The outcome of a trigger event: the same rules as :func:`finish`."""
+    if event["status"] == "timeout":
+        raise timed_out(task, event["request_id"], event["cancelled"])
+    if event["status"] == "error":
+        raise RunComfyError(event["message"], request_id=event["request_id"])
+    return finish(task, RequestResult.model_validate(event["result"]))
+
+
+def _has_template(value: Any) -> bool:
+    """True when the value is filled in at run time: Jinja text, or an XCom/other lazy reference."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_template(v) for v in value)
+    return not isinstance(value, (int, float, bool, type(None)))

@@ -1,0 +1,99 @@
+"""Run a DAG with ``airflow dags test`` against a local RunComfy server, and read back what it stored.
+
+Used by the README's main command, by the end-to-end tests, and by anyone who wants to try a DAG offline:
+the DAG runs in a real Airflow (its own ``AIRFLOW_HOME``, a real metadata database, the triggerer run inline),
+over real HTTP, against :class:`~airflow_provider_runcomfy.testing.server.RunComfyTestServer`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_runcomfy.testing.server import RunComfyTestServer
+
+POOL = ("runcomfy", "4", "RunComfy jobs (example DAGs)")
+
+
+@dataclass
+class DagTestRun:
+    """The outcome of one ``airflow dags test``: its exit code, its output, and the XComs it left."""
+
+    dag_id: str
+    returncode: int
+    output: str
+    xcoms: list[dict[str, Any]]
+
+    def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        for row in self.xcoms:
+            if (row["task_id"], row["key"], row["map_index"]) == (task_id, key, map_index):
+                return row["value"]
+        raise KeyError(f"no XCom {key!r} for task {task_id!r} (map index {map_index}) in {self.dag_id}")
+
+
+class AirflowSandbox:
+    """An ``AIRFLOW_HOME`` of its own with a migrated database, DAGs from ``dags_folder``, and the ``runcomfy`` pool."""
+
+    def __init__(self, home: Path, dags_folder: Path) -> None:
+        self.home = Path(home).resolve()
+        self.dags_folder = Path(dags_folder).resolve()
+
+    def env(self, server: RunComfyTestServer | None = None, **extra: str) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            **extra,
+        }
+        if server is not None:
+            env["AIRFLOW_CONN_RUNCOMFY_DEFAULT"] = server.connection_json()
+        return env
+
+    def airflow(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+    ) -> subprocess.CompletedProcess:
+        command = [str(Path(sys.executable).with_name("airflow")), *args]
+        return subprocess.run(
+            command, env=env or self.env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def prepare(self) -> AirflowSandbox:
+        """Migrate the metadata database (quick when already done) and create the pool the examples use."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        for args in (("db", "migrate"), ("pools", "set", *POOL)):
+            done = self.airflow(*args)
+            if done.returncode:
+                raise RuntimeError(f"airflow {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return self
+
+    def dags_test(
+        self, dag_id: str, server: RunComfyTestServer, *, conf: dict[str, Any] | None = None, **env: str
+    ) -> DagTestRun:
+        args = ["dags", "test", dag_id, *(["--conf", json.dumps(conf)] if conf else [])]
+        done = self.airflow(*args, env=self.env(server, **env))
+        return DagTestRun(dag_id, done.returncode, done.stdout + done.stderr, self.latest_xcoms(dag_id))
+
+    def latest_xcoms(self, dag_id: str) -> list[dict[str, Any]]:
+        """The XComs of the DAG's latest run, read from the metadata database in a child process."""
+        script = (
+            "import json, sys\n"
+            "from airflow.models import DagRun\n"
+            "from airflow.models.xcom import XComModel\n"
+            "from airflow.utils.session import create_session\n"
+            "with create_session() as s:\n"
+            "    run = s.query(DagRun).filter(DagRun.dag_id == sys.argv[1]).order_by(DagRun.id.desc()).first()\n"
+            "    rows = [] if run is None else s.query(XComModel).filter(\n"
+            "        XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id).all()\n"
+            "    print(json.dumps([{'task_id': r.task_id, 'key': r.key, 'map_index': r.map_index,\n"
+            "        'value': XComModel.deserialize_value(r)} for r in rows], default=str))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script, dag_id], env=self.env(), capture_output=True, text=True, check=True
+        )
+        return json.loads(done.stdout.strip().splitlines()[-1])

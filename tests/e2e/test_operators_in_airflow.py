@@ -1,0 +1,72 @@
+"""The operators, sensor and trigger inside a real Airflow run (`airflow dags test`), over real HTTP."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+
+def test_a_dag_written_from_the_readme(test_dags_sandbox, runcomfy_server):
+    run = test_dags_sandbox.dags_test("readme_dag", runcomfy_server)
+
+    assert run.returncode == 0, run.output[-4000:]
+    for task_id in ("clip", "animate", "wait"):
+        result = run.xcom(task_id)
+        assert result["status"] == "succeeded"
+        assert result["output_urls"] and result["output_urls"][0].endswith(".mp4")
+    for task_id in ("clip", "animate", "submit"):
+        assert run.xcom(task_id, "request_id")
+    assert run.xcom("wait")["request_id"] == run.xcom("submit", "request_id")
+    assert run.xcom("publish") == run.xcom("wait")["output_urls"][0]
+    # clip, animate and submit submit once each; the sensor never submits.
+    assert runcomfy_server.submits == 3
+    bodies = [e["body"] for e in runcomfy_server.log if e["call"] == "submit"]
+    assert {
+        "prompt": "A product shot of a red shoe, slow turn, studio light",
+        "aspect_ratio": "9:16",
+        "resolution": "1080p",
+        "duration": 8,
+    } in bodies
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "task_ids", "decision"),
+    [
+        ("crash_while_running_dag", ("generate_sync", "generate_deferrable"), "Reconnecting to existing job"),
+        ("crash_when_done_dag", ("generate_after_done",), "Job already completed successfully"),
+    ],
+)
+def test_a_retry_after_a_crash_reattaches_instead_of_paying_twice(
+    test_dags_sandbox, runcomfy_server, dag_id, task_ids, decision
+):
+    # Jobs outlive the 1 s retry delay, so a try that died at once finds its job still running on retry.
+    runcomfy_server.set_clock(queue_seconds=3.0, run_seconds=2.0)
+    run = test_dags_sandbox.dags_test(dag_id, runcomfy_server)
+
+    assert run.returncode == 0, run.output[-4000:]
+    assert runcomfy_server.submits == len(task_ids)  # one per task, none for the retries
+    submitted = {e["request_id"] for e in runcomfy_server.log if e["call"] == "submit"}
+    assert set(re.findall(r"simulated crash after submitting ([\w-]+)", run.output)) == submitted
+    for task_id in task_ids:
+        result = run.xcom(task_id)
+        assert result["status"] == "succeeded"
+        assert result["request_id"] in submitted
+        assert result["output_urls"]
+        assert run.xcom(task_id, "request_id") == result["request_id"]
+    assert run.output.count(decision) == len(task_ids)
+
+
+@pytest.mark.parametrize("outcome", ["failed", "completed_but_failed"])
+def test_a_job_that_fails_on_the_server_fails_its_task(test_dags_sandbox, runcomfy_server, outcome):
+    runcomfy_server.add_outcomes([{"outcome": outcome, "times": 2}])
+    run = test_dags_sandbox.dags_test("single_clip_dag", runcomfy_server)
+
+    assert run.returncode != 0 or "state=failed" in run.output
+    assert "state=success" not in run.output.split("DagRun Finished")[-1]
+    submitted = [e["request_id"] for e in runcomfy_server.log if e["call"] == "submit"]
+    assert len(submitted) == 2
+    for request_id in submitted:
+        assert f"request_id {request_id}" in run.output
+    assert "RunComfy request failed" in run.output
+    assert not [r for r in run.xcoms if r["key"] == "return_value"]

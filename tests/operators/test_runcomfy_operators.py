@@ -1,0 +1,122 @@
+"""Operator and sensor behaviour that needs no scheduler: validation, waiting, timeouts, kills, outcomes."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_runcomfy.exceptions import RunComfyInvalidInputError, RunComfyJobError
+from airflow_provider_runcomfy.operators.runcomfy import (
+    RunComfyImageToVideoOperator,
+    RunComfyModelOperator,
+    RunComfyTextToVideoOperator,
+    finish,
+    wait_for_request,
+)
+from airflow_provider_runcomfy.schemas.api import RequestResult
+from airflow_provider_runcomfy.schemas.pixverse import TEXT_TO_VIDEO, PixVerseTextToVideoInput
+from airflow_provider_runcomfy.sensors.runcomfy import RunComfyRequestSensor
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"prompt": "x", "duration": 7}, "duration"),
+        ({"prompt": "x", "resolution": "1080p", "duration": 10}, "duration"),
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": "{{ params.p }}", "style": "oil"}, "style"),
+    ],
+)
+def test_literal_inputs_are_checked_when_the_dag_is_parsed(kwargs, field):
+    with pytest.raises(RunComfyInvalidInputError, match=field):
+        RunComfyTextToVideoOperator(task_id="t", **kwargs)
+
+
+def test_templated_inputs_wait_for_rendering():
+    op = RunComfyTextToVideoOperator(task_id="t", prompt="{{ params.p }}", duration="{{ params.d }}")
+    assert "prompt" in op.template_fields and "duration" in op.template_fields
+    op.prompt, op.duration = "rendered", "7"  # what rendering would do
+    with pytest.raises(RunComfyInvalidInputError, match="duration"):
+        op.execute({})  # validated before any submit, so no connection is even read
+
+
+def test_image_to_video_needs_an_http_url():
+    with pytest.raises(RunComfyInvalidInputError, match="image_url"):
+        RunComfyImageToVideoOperator(task_id="t", prompt="smile", image_url="/tmp/face.png")
+
+
+def test_generic_operator_takes_a_pydantic_model_or_any_models_dict():
+    op = RunComfyModelOperator(task_id="t", model_id=TEXT_TO_VIDEO, inputs=PixVerseTextToVideoInput(prompt="hi"))
+    assert op.inputs == {"prompt": "hi"}
+    other = RunComfyModelOperator(task_id="u", model_id="acme/any-model/v1", inputs={"img_url": "whatever"})
+    assert other.request_inputs() == {"img_url": "whatever"}
+
+
+def test_typed_operator_sends_only_what_was_set():
+    op = RunComfyTextToVideoOperator(task_id="t", prompt="hi", seed=7, generate_audio_switch=False)
+    assert op.request_inputs() == {"prompt": "hi", "seed": 7, "generate_audio_switch": False}
+
+
+def _op(**kwargs) -> RunComfyTextToVideoOperator:
+    return RunComfyTextToVideoOperator(task_id="t", prompt="hi", poll_interval=0.05, **kwargs)
+
+
+def test_sync_wait_past_timeout_cancels_the_queued_job(runcomfy_connection):
+    runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
+    op = _op(timeout=0.3)
+    request_id = op.hook.submit(op.model_id, op.request_inputs()).request_id
+    with pytest.raises(RunComfyJobError, match="still queued and has been cancelled") as raised:
+        wait_for_request(op, request_id)
+    assert raised.value.request_id == request_id
+    assert runcomfy_connection.cancels == 1
+
+
+def test_on_kill_cancels_the_queued_job(runcomfy_connection):
+    runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
+    op = _op()
+    op.request_id = op.hook.submit(op.model_id, op.request_inputs()).request_id
+    op.on_kill()
+    assert runcomfy_connection.cancels == 1
+    assert op.hook.get_result(op.request_id).cancelled
+
+
+def test_on_kill_without_cancel_on_kill_leaves_the_job(runcomfy_connection):
+    runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
+    op = _op(cancel_on_kill=False)
+    op.request_id = op.hook.submit(op.model_id, op.request_inputs()).request_id
+    op.on_kill()
+    assert runcomfy_connection.cancels == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        ("failed", "failed: boom"),
+        ("cancelled", "was cancelled"),
+        ("in_progress", "unexpected state"),
+        ("weird", "unexpected state"),
+    ],
+)
+def test_only_succeeded_is_success(status, message):
+    with pytest.raises(RunComfyJobError, match=message):
+        finish(_op(), RequestResult(request_id="r", status=status, error="boom"))
+
+
+def test_sensor_poke_returns_the_operator_result(runcomfy_connection):
+    op = _op()
+    request_id = op.hook.submit(op.model_id, op.request_inputs()).request_id
+    sensor = RunComfyRequestSensor(task_id="s", request_id=request_id, model_id=TEXT_TO_VIDEO, poke_interval=0.05)
+    wait_for_request(op, request_id)
+    done = sensor.poke({})
+    assert done.is_done
+    assert done.xcom_value["request_id"] == request_id
+    assert done.xcom_value["model_id"] == TEXT_TO_VIDEO
+    assert done.xcom_value["output_urls"][0].endswith(".mp4")
+
+
+def test_sensor_fails_when_the_job_fails(runcomfy_connection):
+    runcomfy_connection.add_outcomes([{"outcome": "completed_but_failed"}])
+    op = _op()
+    request_id = op.hook.submit(op.model_id, op.request_inputs()).request_id
+    wait_for_request(op, request_id)
+    with pytest.raises(RunComfyJobError, match="failed"):
+        RunComfyRequestSensor(task_id="s", request_id=request_id).poke({})

@@ -1,0 +1,105 @@
+"""RunComfyRequestTrigger over real HTTP against the local server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+from airflow_provider_runcomfy.schemas.pixverse import TEXT_TO_VIDEO
+from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
+
+
+def submit(prompt: str = "a lighthouse") -> str:
+    return RunComfyHook().submit(TEXT_TO_VIDEO, {"prompt": prompt}).request_id
+
+
+def trigger_for(request_id: str, *, deadline: float = 30, **kwargs) -> RunComfyRequestTrigger:
+    return RunComfyRequestTrigger(
+        request_id=request_id,
+        runcomfy_conn_id="runcomfy_default",
+        end_time=time.time() + deadline,
+        poll_interval=0.05,
+        **kwargs,
+    )
+
+
+async def first_event(trigger: RunComfyRequestTrigger) -> dict:
+    async for event in trigger.run():
+        return event.payload
+    raise AssertionError("the trigger ended without an event")
+
+
+def test_serialize_round_trips_as_plain_json():
+    trigger = trigger_for("abc", include_cost=True, cancel_on_kill=False)
+    classpath, kwargs = trigger.serialize()
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    module, _, name = classpath.rpartition(".")
+    rebuilt = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
+    assert rebuilt.serialize() == (classpath, kwargs)
+
+
+async def test_run_fires_once_with_the_result_when_the_job_succeeds(runcomfy_connection, capfd):
+    request_id = submit()
+    event = await first_event(trigger_for(request_id, include_cost=True))
+    assert event["status"] == "succeeded"
+    assert event["result"]["request_id"] == request_id
+    assert event["result"]["output"]["video"].endswith(".mp4")
+    assert event["result"]["cost"] > 0
+    assert json.loads(json.dumps(event)) == event
+    logs = "".join(capfd.readouterr())
+    assert f"RunComfy request {request_id} is in_queue (queue position 0)" in logs
+    assert f"RunComfy request {request_id} is completed" in logs
+    assert runcomfy_connection.submits == 1
+
+
+@pytest.mark.parametrize("outcome", ["failed", "completed_but_failed"])
+async def test_a_failed_job_is_reported_failed_even_when_the_status_says_completed(runcomfy_connection, outcome):
+    runcomfy_connection.add_outcomes([{"outcome": outcome}])
+    event = await first_event(trigger_for(submit()))
+    assert event["status"] == "failed"
+    assert event["result"]["error"]
+
+
+async def test_polling_survives_faults(runcomfy_connection):
+    request_id = submit()
+    runcomfy_connection.add_faults(
+        [{"call": "status", "fault": "503", "times": 2}, {"call": "result", "fault": "429", "retry_after": 0}]
+    )
+    event = await first_event(trigger_for(request_id))
+    assert event["status"] == "succeeded"
+    assert runcomfy_connection.submits == 1
+
+
+async def test_past_its_deadline_a_queued_job_is_cancelled(runcomfy_connection):
+    runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
+    request_id = submit()
+    event = await first_event(trigger_for(request_id, deadline=0.3))
+    assert event == {"status": "timeout", "request_id": request_id, "cancelled": True}
+    assert runcomfy_connection.cancels == 1
+
+
+async def test_an_api_error_becomes_an_error_event(runcomfy_connection):
+    event = await first_event(trigger_for("no-such-request"))
+    assert event["status"] == "error"
+    assert "404001" in event["message"]
+
+
+async def test_on_kill_cancels_the_queued_job(runcomfy_connection):
+    runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
+    trigger = trigger_for(submit())
+    waiting = asyncio.ensure_future(first_event(trigger))
+    await asyncio.sleep(0.2)
+    await trigger.on_kill()
+    event = await asyncio.wait_for(waiting, timeout=10)
+    assert runcomfy_connection.cancels == 1
+    assert event["status"] == "cancelled"
+
+
+async def test_on_kill_leaves_the_job_alone_when_told_to(runcomfy_connection):
+    runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
+    await trigger_for(submit(), cancel_on_kill=False).on_kill()
+    assert runcomfy_connection.cancels == 0
