@@ -29,6 +29,24 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "RunComfy", "python-modules": ["airflow_provider_runcomfy.triggers.runcomfy"]}
         ],
         "extra-links": ["airflow_provider_runcomfy.links.runcomfy.RunComfyOutputLink"],
+        "config": {
+            "runcomfy": {
+                "description": "Settings of the RunComfy provider.",
+                "options": {
+                    "allow_loopback_http": {
+                        "description": (
+                            "Also download outputs over plain http when the host is a loopback address "
+                            "(127.0.0.0/8, ::1, localhost), as the local RunComfy server serves them. "
+                            "Any other output is fetched over https only."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "False",
+                    }
+                },
+            }
+        },
         "connection-types": [
             {
                 "connection-type": "runcomfy",

@@ -1,4 +1,4 @@
-"""Submit without waiting, wait with a deferrable sensor, then use the outputs in a plain Python task."""
+"""Submit without waiting, wait with a deferrable sensor, copy the outputs to storage, use them in a Python task."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, task
 
-from airflow_provider_runcomfy.operators.runcomfy import RunComfyTextToVideoOperator
+from airflow_provider_runcomfy.operators.runcomfy import RunComfyDownloadOperator, RunComfyTextToVideoOperator
 from airflow_provider_runcomfy.sensors.runcomfy import RunComfyRequestSensor
 
 with DAG(
@@ -30,10 +30,16 @@ with DAG(
         timeout=3600,
     )
 
+    download = RunComfyDownloadOperator(
+        task_id="download",
+        request_id="{{ ti.xcom_pull(task_ids='wait')['request_id'] }}",
+        output_dir="{{ var.value.get('runcomfy_output_dir', 'file:///tmp/runcomfy-outputs') }}/split",
+    )
+
     @task
     def use_outputs(result: dict) -> str:
-        print(f"Request {result['request_id']} made {result['output_urls']}")
-        return result["output_urls"][0]
+        print(f"Request {result['request_id']} made {result['output_urls']}, stored as {result['files']}")
+        return result["files"][0]["uri"]
 
-    submit >> wait
-    use_outputs(wait.output)
+    submit >> wait >> download
+    use_outputs(download.output)

@@ -1,4 +1,8 @@
-"""Text-to-video with PixVerse v5.5: a templated prompt, waiting in the triggerer (no worker slot held)."""
+"""Text-to-video with PixVerse v5.5: a templated prompt, waiting in the triggerer (no worker slot held).
+
+The clip is copied to ``output_dir``: the Airflow Variable ``runcomfy_output_dir`` (any object storage URL, such
+as ``s3://aws_default@my-bucket/clips``), by default ``file:///tmp/runcomfy-outputs``.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ with DAG(
         style="3d_animation",
         seed=42,
         deferrable=True,
+        output_dir="{{ var.value.get('runcomfy_output_dir', 'file:///tmp/runcomfy-outputs') }}/{{ ds }}",
         poll_interval=1,
         retries=2,
     )

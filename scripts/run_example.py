@@ -22,7 +22,8 @@ def main() -> int:
     sandbox = AirflowSandbox(args.airflow_home, ROOT / "example_dags").prepare()
     with RunComfyTestServer() as server:
         print(f"Local RunComfy server on {server.url}; running `airflow dags test {args.dag_id}` ...", flush=True)
-        run = sandbox.dags_test(args.dag_id, server)
+        output_dir = (ROOT / "output").as_uri()
+        run = sandbox.dags_test(args.dag_id, server, AIRFLOW_VAR_RUNCOMFY_OUTPUT_DIR=output_dir)
         log = args.airflow_home / f"{args.dag_id}.log"
         log.write_text(run.output)
         if run.returncode:
@@ -36,7 +37,8 @@ def main() -> int:
                 for url in result.get("output_urls", []):
                     print(f"  output URL: {url}")
                 for file in result.get("files", []):
-                    print(f"  stored file: {file['uri']} ({file['size']} bytes, sha256 {file['sha256']})")
+                    print(f"  sha256 {file['sha256']}, {file['size']} bytes")
+                    print(f"  MP4 file: {file['uri'].removeprefix('file://')}")
         print(f"OK: {args.dag_id} succeeded; RunComfy submits: {server.submits}; Airflow output in {log}")
     return 0
 

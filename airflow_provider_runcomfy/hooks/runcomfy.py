@@ -9,11 +9,15 @@ because RunComfy has no idempotency key and a submit that arrives twice is paid 
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 from airflow.sdk import BaseHook
@@ -51,6 +55,7 @@ Answer = TypeVar("Answer", bound=BaseModel)
 
 DEFAULT_BASE_URL = "https://model-api.runcomfy.net"
 USER_AGENT = f"airflow-provider-runcomfy/{__version__}"
+OUTPUT_CHUNK_BYTES = 1 << 20  # what a download holds in memory at once
 # A request id no job can have: asking for its status is authenticated and costs nothing.
 _PROBE_REQUEST_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -168,6 +173,31 @@ class RunComfyHook(BaseHook):
         """Cancel a queued job. A running job cannot be cancelled: ``outcome`` says ``not_cancellable``."""
         path = f"{_request_path(request_id)}/cancel"
         return self._call("POST", path, CancelResponse, request_id=request_id)
+
+    @contextmanager
+    def open_output(self, url: str, *, allow_loopback_http: bool = False) -> Iterator[OutputStream]:
+        """Stream a generated file in chunks, without loading it: ``with hook.open_output(url) as out: ...``.
+
+        Outputs are fetched over https only (http only to a loopback host when ``allow_loopback_http``, for the
+        local server), and no credentials are sent: the output host is not the API.
+        """
+        _check_output_url(url, allow_loopback_http)
+        try:
+            response = self._session.get(url, stream=True, timeout=(min(10.0, self.timeout), self.timeout))
+        except requests.RequestException as error:
+            raise self._transport_error(error, _requests_never_sent(error), "GET", url, None) from None
+        with response:
+            _check_output_url(response.url, allow_loopback_http)  # a redirect must not downgrade to http
+            if response.status_code >= 400:
+                raise RunComfyError(f"Downloading {url} failed", status_code=response.status_code)
+            length = response.headers.get("Content-Length")
+            yield OutputStream(url, int(length) if length else None, self._chunks(response, url))
+
+    def _chunks(self, response: requests.Response, url: str) -> Iterator[bytes]:
+        try:
+            yield from response.iter_content(chunk_size=OUTPUT_CHUNK_BYTES)
+        except requests.RequestException as error:
+            raise self._transport_error(error, False, "GET", url, None) from None
 
     def test_connection(self) -> tuple[bool, str]:
         """Ask for the status of a request that cannot exist: authenticated, free, and it proves the token."""
@@ -355,6 +385,34 @@ class RunComfyHook(BaseHook):
     def _redact(self, text: str) -> str:
         token = self._credentials[1] if self._credentials else None
         return text.replace(token, "***") if token else text
+
+
+@dataclass(frozen=True)
+class OutputStream:
+    """An output being downloaded: its URL, its announced size (``Content-Length``) and its body in chunks."""
+
+    url: str
+    length: int | None
+    chunks: Iterator[bytes]
+
+
+def _check_output_url(url: str, allow_loopback_http: bool) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and allow_loopback_http and _is_loopback(parts.hostname):
+        return
+    allowed = "https URLs" + (", or http to a loopback host" if allow_loopback_http else "")
+    raise RunComfyInvalidInputError(f"Refusing to download output {url!r}: only {allowed} are fetched")
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 def _request_path(request_id: str) -> str:

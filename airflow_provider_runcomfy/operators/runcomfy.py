@@ -14,10 +14,11 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import ResumableJobMixin
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import Asset, BaseOperator, conf
 from pydantic import BaseModel
 
 from airflow_provider_runcomfy.exceptions import RunComfyError, RunComfyJobError, RunComfyNotFoundError
+from airflow_provider_runcomfy.io.storage import DEFAULT_MAX_BYTES, DEFAULT_NAME, copy_output, output_name
 from airflow_provider_runcomfy.links.runcomfy import RunComfyOutputLink
 from airflow_provider_runcomfy.schemas import validate_inputs
 from airflow_provider_runcomfy.schemas.api import FINISHED_RESULT_STATUSES, RequestResult
@@ -29,7 +30,7 @@ from airflow_provider_runcomfy.schemas.pixverse import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, ObjectStoragePath
 
     from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 
@@ -51,9 +52,16 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
     :param cancel_on_kill: Cancel the queued job when the task is killed, marked or cleared.
     :param include_cost: Ask RunComfy for the job's cost (USD); it is returned as ``cost``.
     :param durable: Reattach a retry to the request of an earlier try (Airflow 3.3+ task state store).
+    :param output_dir: Copy the outputs here (any ``ObjectStoragePath``: ``file://``, ``s3://conn@bucket/...``);
+        the return value then lists them under ``files``. (templated)
+    :param output_name: File name template under ``output_dir``: ``{request_id}``, ``{map_index}``, ``{index}``,
+        ``{ext}``. (templated)
+    :param max_output_bytes: Refuse to copy an output larger than this.
+    :param allow_loopback_http: Also fetch outputs over plain http from a loopback host (the local server);
+        default: ``[runcomfy] allow_loopback_http``. Anything else is fetched over https only.
     """
 
-    template_fields: Sequence[str] = ("model_id", "inputs")
+    template_fields: Sequence[str] = ("model_id", "inputs", "output_dir", "output_name")
     template_fields_renderers = {"inputs": "json"}
     operator_extra_links = (RunComfyOutputLink(),)
     external_id_key = "request_id"
@@ -71,9 +79,17 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
         timeout: float | timedelta = timedelta(hours=1),
         cancel_on_kill: bool = True,
         include_cost: bool = False,
+        output_dir: str | ObjectStoragePath | None = None,
+        output_name: str = DEFAULT_NAME,
+        max_output_bytes: int = DEFAULT_MAX_BYTES,
+        allow_loopback_http: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.output_dir = output_dir
+        self.output_name = output_name
+        self.max_output_bytes = max_output_bytes
+        self.allow_loopback_http = allow_loopback_http
         self.model_id = model_id
         self.inputs = inputs.model_dump(mode="json", exclude_unset=True) if isinstance(inputs, BaseModel) else inputs
         self.runcomfy_conn_id = runcomfy_conn_id
@@ -146,11 +162,12 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
             if not self.wait_for_completion:
                 self._outcome = {"request_id": request_id, "model_id": self.model_id, "status": "submitted"}
             else:
-                self._outcome = finish(self, self.hook.get_result(request_id, include_cost=self.include_cost))
+                result = finish(self, self.hook.get_result(request_id, include_cost=self.include_cost))
+                self._outcome = deliver_outputs(self, context, result, self.request_inputs())
         return self._outcome
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        return finish_event(self, event)
+        return deliver_outputs(self, context, finish_event(self, event), self.request_inputs())
 
     def on_kill(self) -> None:
         if self.cancel_on_kill and self.request_id:
@@ -309,6 +326,100 @@ def finish_event(task: Any, event: dict[str, Any]) -> dict[str, Any]:
     if event["status"] == "error":
         raise RunComfyError(event["message"], request_id=event["request_id"])
     return finish(task, RequestResult.model_validate(event["result"]))
+
+
+class RunComfyDownloadOperator(BaseOperator):
+    """Copy the outputs of a finished request to object storage: the last step of a split pipeline.
+
+    Returns the same dict as the model operators, with ``files``; emits Asset events for its ``outlets``.
+    Takes ``request_id``, ``output_dir``, ``output_name`` (all templated), ``model_id`` (for the return value),
+    and ``runcomfy_conn_id``, ``max_output_bytes``, ``allow_loopback_http`` as the model operators do.
+    """
+
+    template_fields: Sequence[str] = ("request_id", "output_dir", "output_name", "model_id")
+    operator_extra_links = (RunComfyOutputLink(),)
+    ui_color = "#f3e8ff"
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        output_dir: str | ObjectStoragePath,
+        output_name: str = DEFAULT_NAME,
+        model_id: str | None = None,
+        runcomfy_conn_id: str = "runcomfy_default",
+        max_output_bytes: int = DEFAULT_MAX_BYTES,
+        allow_loopback_http: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.request_id = request_id
+        self.output_dir = output_dir
+        self.output_name = output_name
+        self.model_id = model_id
+        self.runcomfy_conn_id = runcomfy_conn_id
+        self.max_output_bytes = max_output_bytes
+        self.allow_loopback_http = allow_loopback_http
+
+    @cached_property
+    def hook(self) -> RunComfyHook:
+        from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+
+        return RunComfyHook(self.runcomfy_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        return deliver_outputs(self, context, finish(self, self.hook.get_result(self.request_id)), {})
+
+
+def deliver_outputs(task: Any, context: Context, result: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Copy the outputs to ``task.output_dir`` (if set) and emit Asset events for ``task.outlets``."""
+    if task.output_dir:
+        result = {**result, "files": store_outputs(task, context, result)}
+    assets = [outlet for outlet in task.outlets if isinstance(outlet, Asset)]
+    if assets:
+        first = (result.get("files") or [{"uri": next(iter(result["output_urls"]), None), "sha256": None}])[0]
+        extra = {
+            "model_id": result["model_id"],
+            "request_id": result["request_id"],
+            "prompt": inputs.get("prompt"),
+            "seed": inputs.get("seed"),
+            "uri": first["uri"],
+            "sha256": first["sha256"],
+            "files": result.get("files", []),
+        }
+        for asset in assets:
+            context["outlet_events"][asset].extra = extra
+    return result
+
+
+def store_outputs(task: Any, context: Context, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Copy every output URL under ``task.output_dir``; a re-run finding its own files intact skips them."""
+    from airflow.sdk import ObjectStoragePath
+
+    base = task.output_dir if isinstance(task.output_dir, ObjectStoragePath) else ObjectStoragePath(task.output_dir)
+    allow_http = task.allow_loopback_http
+    if allow_http is None:
+        allow_http = conf.getboolean("runcomfy", "allow_loopback_http", fallback=False)
+    store = context.get("task_state_store")
+    previous = (store.get("files") if store is not None else None) or {}
+    files = []
+    for index, url in enumerate(result["output_urls"]):
+        name = output_name(
+            task.output_name, request_id=result["request_id"], index=index, url=url, map_index=context["ti"].map_index
+        )
+        stored = copy_output(
+            task.hook,
+            url,
+            base / name,
+            max_bytes=task.max_output_bytes,
+            allow_loopback_http=allow_http,
+            previous=previous.get(str(base / name)),
+        )
+        task.log.info("Stored %s (%d bytes, sha256 %s)", stored.uri, stored.size, stored.sha256)
+        files.append(stored.as_dict())
+    if store is not None and files:
+        store.set("files", {file["uri"]: file for file in files})
+    return files
 
 
 def _has_template(value: Any) -> bool:

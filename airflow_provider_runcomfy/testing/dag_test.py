@@ -53,6 +53,7 @@ class AirflowSandbox:
         }
         if server is not None:
             env["AIRFLOW_CONN_RUNCOMFY_DEFAULT"] = server.connection_json()
+            env["AIRFLOW__RUNCOMFY__ALLOW_LOOPBACK_HTTP"] = "True"  # the local server's outputs are http
         return env
 
     def airflow(
@@ -97,3 +98,35 @@ class AirflowSandbox:
             [sys.executable, "-c", script, dag_id], env=self.env(), capture_output=True, text=True, check=True
         )
         return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def answer_approvals(self, chosen: str, *, by: str = "reviewer") -> int:
+        """Answer every pending human-in-the-loop request as a person would; returns how many were answered.
+
+        Does in the metadata database what Airflow's HITL REST endpoint does: record the response, then resume a
+        task parked in ``awaiting_input`` with it.
+        """
+        script = (
+            "import sys\n"
+            "from airflow.models.hitl import HITLDetail\n"
+            "from airflow.models.taskinstance import TaskInstance\n"
+            "from airflow.models.trigger import handle_event_submit\n"
+            "from airflow.triggers.base import TriggerEvent\n"
+            "from airflow.utils import timezone\n"
+            "from airflow.utils.session import create_session\n"
+            "from airflow.utils.state import TaskInstanceState as S\n"
+            "with create_session() as s:\n"
+            "    pending = s.query(HITLDetail).filter(HITLDetail.responded_at.is_(None)).all()\n"
+            "    for detail in pending:\n"
+            "        detail.chosen_options = [sys.argv[1]]\n"
+            "        detail.responded_by = {'id': sys.argv[2], 'name': sys.argv[2]}\n"
+            "        detail.responded_at = timezone.utcnow()\n"
+            "        ti = s.get(TaskInstance, detail.ti_id)\n"
+            "        if ti is not None and ti.state in (S.AWAITING_INPUT, S.DEFERRED):\n"
+            "            event = TriggerEvent(detail.as_resume_event_payload())\n"
+            "            handle_event_submit(event, task_instance=ti, session=s)\n"
+            "    print(len(pending))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script, chosen, by], env=self.env(), capture_output=True, text=True, check=True
+        )
+        return int(done.stdout.strip().splitlines()[-1])

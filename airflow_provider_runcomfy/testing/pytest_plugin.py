@@ -28,6 +28,10 @@ def runcomfy_server() -> Iterator[RunComfyTestServer]:
 def runcomfy_connection(
     runcomfy_server: RunComfyTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[RunComfyTestServer]:
-    """The server, with ``AIRFLOW_CONN_RUNCOMFY_DEFAULT`` pointing at it (inherited by subprocesses too)."""
+    """The server, with ``AIRFLOW_CONN_RUNCOMFY_DEFAULT`` pointing at it (inherited by subprocesses too).
+
+    Outputs of the local server are plain http on loopback, so ``[runcomfy] allow_loopback_http`` is set as well.
+    """
     monkeypatch.setenv("AIRFLOW_CONN_RUNCOMFY_DEFAULT", runcomfy_server.connection_json())
+    monkeypatch.setenv("AIRFLOW__RUNCOMFY__ALLOW_LOOPBACK_HTTP", "True")
     yield runcomfy_server

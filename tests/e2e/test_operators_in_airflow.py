@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
+
+from airflow_provider_runcomfy.testing.server import SAMPLE_MP4
 
 
 def test_a_dag_written_from_the_readme(test_dags_sandbox, runcomfy_server):
@@ -70,3 +73,21 @@ def test_a_job_that_fails_on_the_server_fails_its_task(test_dags_sandbox, runcom
         assert f"request_id {request_id}" in run.output
     assert "RunComfy request failed" in run.output
     assert not [r for r in run.xcoms if r["key"] == "return_value"]
+
+
+def test_a_download_broken_half_way_leaves_no_file_and_the_retry_stores_it(
+    test_dags_sandbox, runcomfy_server, tmp_path
+):
+    runcomfy_server.add_faults([{"call": "file", "fault": "drop"}])
+    run = test_dags_sandbox.dags_test(
+        "storage_retry_dag", runcomfy_server, AIRFLOW_VAR_RUNCOMFY_OUTPUT_DIR=tmp_path.as_uri()
+    )
+
+    assert run.returncode == 0, run.output[-4000:]
+    assert "IncompleteRead" in run.output  # the first try really was cut off
+    assert runcomfy_server.submits == 1  # the retry reattached to the finished job
+    assert sum(e["call"] == "file" for e in runcomfy_server.log) == 2
+    [file] = run.xcom("clip")["files"]
+    assert [p.name for p in tmp_path.iterdir()] == [file["uri"].rsplit("/", 1)[1]]  # no partial file anywhere
+    assert hashlib.sha256((tmp_path / file["uri"].rsplit("/", 1)[1]).read_bytes()).hexdigest() == file["sha256"]
+    assert file["sha256"] == hashlib.sha256(SAMPLE_MP4.read_bytes()).hexdigest()

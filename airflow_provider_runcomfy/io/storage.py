@@ -1,0 +1,120 @@
+"""Copy generated outputs to any object store (``file://``, ``s3://``, ``gs://``, ``memory://``, ...).
+
+A copy streams from the output URL straight into the destination in 1 MiB chunks (memory does not grow with the
+file), computes the sha256 on the way, and writes under a temporary name that is renamed only once the whole
+body arrived and matched ``Content-Length``: a destination path only ever holds a complete file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow_provider_runcomfy.exceptions import RunComfyError, RunComfyInvalidInputError
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+
+#: Default file name of an output: unique per request, ordered per output, with the URL's extension.
+DEFAULT_NAME = "{request_id}_{index}{ext}"
+DEFAULT_MAX_BYTES = 2 << 30  # 2 GiB: far above a PixVerse clip, low enough to stop a runaway download
+_EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,8}")
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A copied output, as it goes to XCom and Asset events: where it is, how big, and its sha256."""
+
+    uri: str
+    size: int
+    sha256: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def output_name(template: str, *, request_id: str, index: int, url: str, map_index: int = -1) -> str:
+    """The relative path of one output under ``output_dir``.
+
+    ``template`` may use ``{request_id}``, ``{map_index}``, ``{index}`` and ``{ext}`` (the URL's extension, such as
+    ``.mp4``, or nothing). What comes from the URL or the API is constrained so that no name can leave
+    ``output_dir``: no ``..``, no absolute path.
+    """
+    suffix = PurePosixPath(urlsplit(url).path).suffix
+    ext = suffix.lower() if _EXTENSION.fullmatch(suffix) else ""
+    try:
+        name = template.format(request_id=request_id, map_index=map_index, index=index, ext=ext)
+    except (KeyError, IndexError, ValueError) as error:
+        raise RunComfyInvalidInputError(
+            f"output_name {template!r} is not a valid template ({error}); "
+            "it may use {request_id}, {map_index}, {index} and {ext}"
+        ) from None
+    parts = PurePosixPath(name).parts
+    if not parts or name.startswith(("/", "\\")) or "\\" in name or any(p in ("..", ".") for p in parts):
+        raise RunComfyInvalidInputError(f"output name {name!r} (from {template!r}) would leave output_dir")
+    return name
+
+
+def copy_output(
+    hook: RunComfyHook,
+    url: str,
+    destination: ObjectStoragePath,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    allow_loopback_http: bool = False,
+    previous: dict[str, Any] | None = None,
+) -> StoredFile:
+    """Stream ``url`` to ``destination`` atomically and return what was stored.
+
+    ``previous`` is what an earlier run stored there (``{uri, size, sha256}``): when the destination still
+    holds exactly that file, nothing is downloaded again.
+    """
+    if previous and _holds(destination, previous):
+        return StoredFile(str(destination), previous["size"], previous["sha256"])
+    with hook.open_output(url, allow_loopback_http=allow_loopback_http) as stream:
+        if stream.length is not None and stream.length > max_bytes:
+            raise RunComfyError(f"Output {url} is {stream.length} bytes, over the limit of {max_bytes}")
+        if destination.protocol in ("", "file", "local"):
+            destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.part")
+        digest, size = hashlib.sha256(), 0
+        try:
+            with partial.open("wb") as out:
+                for chunk in stream.chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise RunComfyError(f"Output {url} is over the limit of {max_bytes} bytes")
+                    digest.update(chunk)
+                    out.write(chunk)
+            if stream.length is not None and size != stream.length:
+                raise RunComfyError(f"Output {url} ended after {size} of {stream.length} bytes: not stored")
+            partial.replace(destination)
+        except BaseException:
+            with contextlib.suppress(OSError):  # best effort: the destination itself was never touched
+                partial.unlink(missing_ok=True)
+            raise
+    return StoredFile(str(destination), size, digest.hexdigest())
+
+
+def sha256_of(path: ObjectStoragePath) -> str:
+    """The sha256 of a stored file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stored:
+        while chunk := stored.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _holds(destination: ObjectStoragePath, previous: dict[str, Any]) -> bool:
+    try:
+        return destination.stat().st_size == previous["size"] and sha256_of(destination) == previous["sha256"]
+    except (FileNotFoundError, KeyError):
+        return False
