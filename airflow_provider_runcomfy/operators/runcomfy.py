@@ -7,6 +7,8 @@ succeeded, so a crash after the submit does not pay twice (Airflow 3.3+; older A
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
 
     from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 
-_GONE = "expired"  # what a stored request that RunComfy no longer knows counts as: submit afresh
+_GONE = "expired"  # a stored request that RunComfy no longer knows: submit afresh
+_STALE = "inputs_changed"  # a stored request made from other inputs (the DAG changed, then was cleared): submit afresh
 
 
 class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
@@ -102,6 +105,7 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
         self.request_id: str | None = None
         self._outcome: dict[str, Any] | None = None
         self._validate_literal_inputs()
+        _check_output_name(self.output_name)
 
     def _validate_literal_inputs(self) -> None:
         """At DAG parse time, check every input that is not a template: fail now, not after a paid submit."""
@@ -125,28 +129,36 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
         self._body = validate_inputs(self.model_id, self.request_inputs())  # rendered now; still before paying
         return self.execute_resumable(context)
 
-    # -- ResumableJobMixin: how to submit, reattach and wait -------------------------------------------------
+    @property
+    def _fingerprint(self) -> str:
+        """Names the model and inputs of a request, so a retry reattaches only to a request made from them."""
+        canonical = json.dumps({"model_id": self.model_id, "inputs": self._body}, sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-    def submit_job(self, context: Context) -> str:
+    # -- ResumableJobMixin: how to submit, reattach and wait. The stored id is {request_id, inputs}. -------------
+
+    def submit_job(self, context: Context) -> dict[str, str]:
         request_id = self.hook.submit(self.model_id, self._body).request_id
         self.log.info("Submitted RunComfy request %s for model %s", request_id, self.model_id)
         self._attach(context, request_id)
-        return request_id
+        return {"request_id": request_id, "inputs": self._fingerprint}
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
+        if not isinstance(external_id, dict) or external_id.get("inputs") != self._fingerprint:
+            return _STALE
         try:
-            return self.hook.get_result(str(external_id)).status
+            return self.hook.get_result(external_id["request_id"]).status
         except RunComfyNotFoundError:
             return _GONE
 
     def is_job_active(self, status: str) -> bool:
-        return status != _GONE and status not in FINISHED_RESULT_STATUSES
+        return status not in (_GONE, _STALE) and status not in FINISHED_RESULT_STATUSES
 
     def is_job_succeeded(self, status: str) -> bool:
         return status == "succeeded"
 
     def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any]:
-        request_id = self._attach(context, str(external_id))
+        request_id = self._attach(context, external_id["request_id"])
         if self.wait_for_completion:
             if not self.deferrable:
                 wait_for_request(self, request_id)
@@ -154,11 +166,11 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
                 self.defer(trigger=self._trigger(request_id), method_name="execute_complete")
         # ResumableJobMixin returns this value when it reattaches to a running job (it asks get_job_result
         # only after a fresh submit), so both paths must yield the task's result.
-        return self.get_job_result(request_id, context)
+        return self.get_job_result(external_id, context)
 
     def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
         if self._outcome is None:
-            request_id = self._attach(context, str(external_id))
+            request_id = self._attach(context, external_id["request_id"])
             if not self.wait_for_completion:
                 self._outcome = {"request_id": request_id, "model_id": self.model_id, "status": "submitted"}
             else:
@@ -360,6 +372,7 @@ class RunComfyDownloadOperator(BaseOperator):
         self.runcomfy_conn_id = runcomfy_conn_id
         self.max_output_bytes = max_output_bytes
         self.allow_loopback_http = allow_loopback_http
+        _check_output_name(self.output_name)
 
     @cached_property
     def hook(self) -> RunComfyHook:
@@ -420,6 +433,12 @@ def store_outputs(task: Any, context: Context, result: dict[str, Any]) -> list[d
     if store is not None and files:
         store.set("files", {file["uri"]: file for file in files})
     return files
+
+
+def _check_output_name(template: Any) -> None:
+    """A literal ``output_name`` is checked when the DAG is parsed: a bad one would fail after the job is paid."""
+    if not _has_template(template):
+        output_name(template, request_id="request", index=0, url="https://host/output.mp4")
 
 
 def _has_template(value: Any) -> bool:

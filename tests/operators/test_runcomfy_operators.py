@@ -120,3 +120,33 @@ def test_sensor_fails_when_the_job_fails(runcomfy_connection):
     wait_for_request(op, request_id)
     with pytest.raises(RunComfyJobError, match="failed"):
         RunComfyRequestSensor(task_id="s", request_id=request_id).poke({})
+
+
+def test_a_retry_reattaches_only_to_a_request_made_from_the_same_inputs(runcomfy_connection):
+    op = _op()
+    op._body = {"prompt": "hi"}
+    request_id = op.hook.submit(op.model_id, op._body).request_id
+    stored = {"request_id": request_id, "inputs": op._fingerprint}
+    assert op.get_job_status(stored, {}) in {"in_queue", "in_progress", "succeeded"}
+
+    op._body = {"prompt": "an edited prompt"}  # the DAG changed, then the task was cleared
+    requests_before = len(runcomfy_connection.log)
+    status = op.get_job_status(stored, {})
+    assert status == "inputs_changed"
+    assert not op.is_job_active(status) and not op.is_job_succeeded(status)  # so the mixin submits afresh
+    assert op.get_job_status(request_id, {}) == "inputs_changed"  # an id stored by another version
+    assert len(runcomfy_connection.log) == requests_before
+
+
+def test_an_expired_request_is_submitted_afresh(runcomfy_connection):
+    op = _op()
+    op._body = {"prompt": "hi"}
+    status = op.get_job_status({"request_id": "long-gone", "inputs": op._fingerprint}, {})
+    assert status == "expired"
+    assert not op.is_job_active(status)
+
+
+@pytest.mark.parametrize("name", ["../{request_id}{ext}", "/abs/{request_id}", "{unknown}"])
+def test_a_bad_output_name_fails_when_the_dag_is_parsed(name):
+    with pytest.raises(RunComfyInvalidInputError):
+        _op(output_dir="file:///tmp/x", output_name=name)

@@ -24,7 +24,7 @@ class CrashAfterSubmit(RunComfyTextToVideoOperator):
         if context["ti"].try_number == 1:
             if self.crash_when_done:
                 super().poll_until_complete(external_id, context)
-            raise RuntimeError(f"simulated crash after submitting {external_id}")
+            raise RuntimeError(f"simulated crash after submitting {external_id['request_id']}")
         return super().poll_until_complete(external_id, context)
 
 
