@@ -17,9 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import ResumableJobMixin
 from airflow.sdk import Asset, BaseOperator, conf
+from airflow.sdk.exceptions import AirflowFailException
 from pydantic import BaseModel
 
-from airflow_provider_runcomfy.exceptions import RunComfyError, RunComfyJobError, RunComfyNotFoundError
+from airflow_provider_runcomfy.exceptions import (
+    RunComfyConnectionError,
+    RunComfyError,
+    RunComfyJobError,
+    RunComfyNotFoundError,
+)
 from airflow_provider_runcomfy.io.storage import DEFAULT_MAX_BYTES, DEFAULT_NAME, copy_output, output_name
 from airflow_provider_runcomfy.links.runcomfy import RunComfyOutputLink
 from airflow_provider_runcomfy.schemas import validate_inputs
@@ -138,7 +144,16 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
     # -- ResumableJobMixin: how to submit, reattach and wait. The stored id is {request_id, inputs}. -------------
 
     def submit_job(self, context: Context) -> dict[str, str]:
-        request_id = self.hook.submit(self.model_id, self._body).request_id
+        try:
+            request_id = self.hook.submit(self.model_id, self._body).request_id
+        except RunComfyConnectionError as error:
+            if error.never_sent:
+                raise
+            # The job may exist and be paid for, but its id never arrived: a task retry would pay again.
+            raise AirflowFailException(
+                f"{error} — not retried: RunComfy may have created (and billed) this job, and a new try would pay "
+                "for a second one. Check your RunComfy requests before re-running the task."
+            ) from error
         self.log.info("Submitted RunComfy request %s for model %s", request_id, self.model_id)
         self._attach(context, request_id)
         return {"request_id": request_id, "inputs": self._fingerprint}

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import random
 import signal
 import socket
@@ -112,11 +113,23 @@ class State:
             self.log: list[dict[str, Any]] = []
             self.submits = self.cancels = 0
 
+    def release(self) -> int:
+        """End the queue time of every queued job now: it starts running. Returns how many were released.
+
+        Lets a test hold many jobs in the queue (a long clock) for as long as it needs, then finish them together.
+        """
+        with self.lock:
+            now = time.monotonic()
+            queued = [job for job in self.jobs.values() if job.status(now) == "in_queue"]
+            for job in queued:
+                job.queue_seconds = now - job.started
+            return len(queued)
+
     def add_rules(self, rules: dict[str, Any] | Iterable[dict[str, Any]]) -> None:
         """File each rule by its kind (``fault``, ``outcome`` or ``status_value``); refuse a malformed one."""
         checked = []
         for rule in [rules] if isinstance(rules, dict) else rules:
-            rule = {**rule, "times": int(rule.get("times", 1))}
+            rule = {**rule, "times": int(rule.get("times", 1)), "skip": int(rule.get("skip", 0))}
             if "fault" in rule:
                 rule["fault"], rule["call"] = str(rule["fault"]), rule.get("call", "any")
                 if rule["fault"] not in FAULTS or rule["call"] not in CALLS:
@@ -135,10 +148,17 @@ class State:
                 target.append(rule)
 
     def take(self, rules: list[dict[str, Any]], call: str = "any") -> dict[str, Any] | None:
-        """Consume one use of the first rule matching ``call``, in the order the rules were added."""
+        """Consume one use of the first rule matching ``call``, in the order the rules were added.
+
+        A rule with ``skip: n`` lets its first ``n`` matching calls through untouched: a fault can then hit the
+        triggerer's polls rather than the worker's one status read before it defers.
+        """
         with self.lock:
             for rule in rules:
                 if rule.get("call", "any") in ("any", call):
+                    if rule.get("skip", 0) > 0:
+                        rule["skip"] -= 1
+                        return None
                     rule["times"] -= 1
                     if rule["times"] <= 0:
                         rules.remove(rule)
@@ -208,6 +228,7 @@ def create_app(state: State) -> Starlette:
             params = request.path_params
             entry: dict[str, Any] = {"time": time.time(), "method": request.method, "path": request.url.path}
             entry.update(call=call, model_id=params.get("model_id"), request_id=params.get("request_id"), auth=None)
+            entry["client_port"] = request.client.port if request.client else None  # one per TCP connection
             entry["status"] = None  # logged on arrival, answered later: a request still in flight is seen too
             with state.lock:
                 state.log.append(entry)
@@ -320,7 +341,7 @@ def create_app(state: State) -> Starlette:
             if request.method == "GET" and action in ("log", "stats"):
                 with state.lock:
                     return JSONResponse(list(state.log) if action == "log" else state.stats())
-            body = await request.json() if request.method == "POST" and action != "reset" else None
+            body = await request.json() if request.method == "POST" and action not in ("reset", "release") else None
             if action in ("faults", "outcomes"):
                 state.add_rules(body)
             elif action == "clock":
@@ -329,6 +350,8 @@ def create_app(state: State) -> Starlette:
                 return JSONResponse(state.clock)
             elif action == "reset":
                 state.reset()
+            elif action == "release":
+                return JSONResponse({"released": state.release()})
             else:
                 return JSONResponse({"error": f"unknown control action {action!r}"}, 404)
         except (ValueError, TypeError, AttributeError, KeyError) as error:
@@ -435,6 +458,10 @@ class RunComfyTestServer:
     def reset(self) -> None:
         self.state.reset()
 
+    def release(self) -> int:
+        """Start every queued job now; see ``State.release``."""
+        return self.state.release()
+
     @property
     def log(self) -> list[dict[str, Any]]:
         with self.state.lock:
@@ -460,7 +487,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--token", default="test-token")
+    # From the environment too: a token on a command line shows in `ps` and in logs that echo commands.
+    token = os.environ.get("RUNCOMFY_TEST_SERVER_TOKEN", "test-token")
+    parser.add_argument("--token", default=token, help="default: $RUNCOMFY_TEST_SERVER_TOKEN or test-token")
     parser.add_argument("--queue-seconds", type=float, default=0.2)
     parser.add_argument("--run-seconds", type=float, default=0.3)
     parser.add_argument("--model-id", dest="model_ids", action="append", default=[], help="accept it too (repeat)")

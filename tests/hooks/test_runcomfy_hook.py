@@ -303,3 +303,9 @@ def _connection(host, password, port=None):
     from airflow.sdk import Connection
 
     return Connection(conn_id="runcomfy_default", conn_type="runcomfy", host=host, password=password, port=port)
+
+
+@pytest.mark.parametrize("host", ["http://127.0.0.1:notaport", "ftp://files.example.com", "https://:443"])
+def test_a_malformed_base_url_is_refused_before_any_request(host):
+    with pytest.raises(RunComfyInvalidInputError, match="invalid base URL"):
+        RunComfyHook()._read_connection(_connection(host, "t"))

@@ -150,3 +150,14 @@ def test_an_expired_request_is_submitted_afresh(runcomfy_connection):
 def test_a_bad_output_name_fails_when_the_dag_is_parsed(name):
     with pytest.raises(RunComfyInvalidInputError):
         _op(output_dir="file:///tmp/x", output_name=name)
+
+
+def test_a_submit_whose_answer_was_lost_fails_without_retry(runcomfy_connection):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    runcomfy_connection.add_faults([{"call": "submit", "fault": "drop"}])
+    op = _op()
+    op._body = op.request_inputs()
+    with pytest.raises(AirflowFailException, match="not retried"):
+        op.submit_job({})
+    assert runcomfy_connection.submits == 1  # the job exists; a task retry must not pay for another

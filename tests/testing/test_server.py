@@ -423,3 +423,24 @@ def test_cli_serves_until_terminated():
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_rule_with_skip_lets_its_first_matching_calls_through(runcomfy_server):
+    request_id = submit(runcomfy_server).json()["request_id"]
+    runcomfy_server.add_faults({"call": "status", "fault": "500", "skip": 2, "times": 1})
+    url = f"{runcomfy_server.url}/v1/requests/{request_id}/status"
+    headers = {"Authorization": f"Bearer {runcomfy_server.token}"}
+    assert [httpx.get(url, headers=headers).status_code for _ in range(4)] == [200, 200, 500, 200]
+    assert [e["fault"] for e in runcomfy_server.log if e["call"] == "status"] == [None, None, "500", None]
+
+
+def test_release_starts_every_queued_job_now_and_leaves_the_others(runcomfy_server):
+    runcomfy_server.set_clock(queue_seconds=600, run_seconds=0.2)
+    held = [submit(runcomfy_server).json()["request_id"] for _ in range(3)]
+    answer = httpx.post(f"{runcomfy_server.url}/_control/release")
+    assert answer.json() == {"released": 3}
+    time.sleep(0.4)
+    headers = {"Authorization": f"Bearer {runcomfy_server.token}"}
+    statuses = [httpx.get(f"{runcomfy_server.url}/v1/requests/{rid}/status", headers=headers).json() for rid in held]
+    assert [s["status"] for s in statuses] == ["completed"] * 3
+    assert runcomfy_server.release() == 0  # nothing left in the queue

@@ -1,0 +1,485 @@
+"""A real Airflow deployment for tests: PostgreSQL, scheduler (LocalExecutor), triggerer, dag-processor and
+api-server, plus the local RunComfy server, each a process group of its own.
+
+Why: unit tests and ``airflow dags test`` run Airflow in one process. What this provider promises (a retry
+reattaches after a SIGKILL, a triggerer restart resubmits nothing, a killed task cancels its job, deferral frees
+worker slots) only holds or breaks across processes, as users run Airflow. Everything listens on 127.0.0.1, is
+tuned for quick turnarounds on a small machine, and is stopped (process groups, then any stray descendant) by
+:meth:`AirflowDeployment.stop`, also when the start fails half-way.
+
+``python -m airflow_provider_runcomfy.testing.deployment up --dags DIR`` starts one and keeps it up until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+
+from airflow_provider_runcomfy.testing.ports import free_port
+from airflow_provider_runcomfy.testing.postgres import PrivateCluster, ensure_installed
+
+COMPONENTS = ("scheduler", "triggerer", "dag-processor", "api-server")
+
+
+def wait_until(condition: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = "condition"):
+    """Poll ``condition`` until it returns something truthy (returned), or raise TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Service:
+    """One long-running process, started in a new session (its own process group), output to a log file."""
+
+    def __init__(self, name: str, command: list[str], log_path: Path) -> None:
+        self.name, self.command, self.log_path = name, command, log_path
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self, env: dict[str, str], cwd: Path) -> Service:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"\n==== start #{self.starts + 1}: {' '.join(self.command)}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                self.command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.starts += 1
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the whole process group (the component and the children it forked)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM the group, wait, then SIGKILL the group and any descendant that left it (setsid children)."""
+        if self.process is None:
+            return
+        try:
+            family = [self.process, *psutil.Process(self.process.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            family = []
+        self.kill(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=timeout)
+        self.kill(signal.SIGKILL)
+        for member in family:
+            try:
+                if isinstance(member, psutil.Process) and member.is_running():
+                    member.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.process.wait(timeout=10)
+        self.process = None
+
+
+class RunComfyControl:
+    """The local RunComfy server's ``/_control`` API, and its public API with the deployment's token."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+        self.http = requests.Session()
+
+    def _post(self, action: str, body: Any = None) -> dict[str, Any]:
+        answer = self.http.post(f"{self.url}/_control/{action}", json=body, timeout=30)
+        answer.raise_for_status()
+        return answer.json()
+
+    def faults(self, *rules: dict[str, Any]) -> None:
+        self._post("faults", list(rules))
+
+    def outcomes(self, *rules: dict[str, Any]) -> None:
+        self._post("outcomes", list(rules))
+
+    def status_values(self, *rules: dict[str, Any]) -> None:
+        self._post("faults", [{"status_value": rule} if isinstance(rule, str) else rule for rule in rules])
+
+    def clock(self, queue_seconds: float, run_seconds: float) -> None:
+        self._post("clock", {"queue_seconds": queue_seconds, "run_seconds": run_seconds})
+
+    def reset(self) -> None:
+        self._post("reset")
+
+    def release(self) -> int:
+        """Start every queued job now (they were held by a long clock); returns how many."""
+        return self._post("release")["released"]
+
+    def log(self) -> list[dict[str, Any]]:
+        answer = self.http.get(f"{self.url}/_control/log", timeout=60)
+        answer.raise_for_status()
+        return answer.json()
+
+    def stats(self) -> dict[str, int]:
+        answer = self.http.get(f"{self.url}/_control/stats", timeout=30)
+        answer.raise_for_status()
+        return answer.json()
+
+    def status(self, request_id: str) -> str:
+        """What the server says about a job now, asked as the job's owner would."""
+        answer = self.http.get(
+            f"{self.url}/v1/requests/{request_id}/status", headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+        answer.raise_for_status()
+        return answer.json()["status"]
+
+
+class AirflowApi:
+    """The api-server's public REST API (``/api/v2``), authenticated as the simple auth manager's admin."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = requests.Session()
+
+    def login(self) -> None:
+        answer = requests.get(f"{self.url}/auth/token", timeout=30)
+        answer.raise_for_status()
+        self.http.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        for _ in range(2):  # a token can expire during a long session: log in again once
+            answer = self.http.request(method, f"{self.url}/api/v2{path}", timeout=60, **kwargs)
+            if answer.status_code != 401:
+                break
+            self.login()
+        if answer.status_code >= 400:
+            raise RuntimeError(f"{method} {path} -> HTTP {answer.status_code}: {answer.text[:1000]}")
+        return answer.json() if answer.content else None
+
+    def dag_ids(self) -> set[str]:
+        return {dag["dag_id"] for dag in self.request("GET", "/dags", params={"limit": 1000})["dags"]}
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, run_id: str | None = None) -> str:
+        body = {"logical_date": None, "conf": conf or {}, "dag_run_id": run_id or f"{dag_id}-{uuid.uuid4().hex[:8]}"}
+        return self.request("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        """Wait until the DAG run is finished; return its state."""
+        return wait_until(
+            lambda: (state := self.run_state(dag_id, run_id)) in ("success", "failed") and state,
+            timeout=timeout,
+            what=f"DAG run {dag_id}/{run_id} to finish",
+        )
+
+    def run(self, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 300) -> tuple[str, str]:
+        """Trigger a DAG run and wait for it: ``(run_id, state)``."""
+        run_id = self.trigger(dag_id, conf)
+        return run_id, self.wait_run(dag_id, run_id, timeout)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+        return self.request("GET", path, params={"limit": 1000})["task_instances"]
+
+    def set_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> Any:
+        """Mark a task instance as a user does in the UI (``Mark as failed`` / ``success``)."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        return self.request("PATCH", path, json={"new_state": state})
+
+    def clear(self, dag_id: str, run_id: str, task_ids: list[str]) -> Any:
+        """Clear task instances as a user does in the UI: they run again."""
+        body = {"dry_run": False, "dag_run_id": run_id, "task_ids": task_ids, "only_failed": False}
+        return self.request("POST", f"/dags/{dag_id}/clearTaskInstances", json=body)
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/importErrors", params={"limit": 1000})["import_errors"]
+
+
+class AirflowDeployment:
+    """Airflow + PostgreSQL + the local RunComfy server, under ``root``; ``with AirflowDeployment(...) as d: ...``.
+
+    :param root: Where the Airflow home, the component logs and the state files of test DAGs go.
+    :param dags_folder: The DAGs the dag-processor parses.
+    :param token: The RunComfy API token in the connection; a distinctive one makes a secrets scan meaningful.
+    :param parallelism: ``[core] parallelism``: how many task processes the LocalExecutor runs at once.
+    :param queue_seconds, run_seconds: The RunComfy server's default job clock.
+    :param connections: More ``runcomfy`` connections by id, e.g. ``{"runcomfy_empty": {"password": ""}}``;
+        each points at the local server unless it names a ``host``.
+    :param extra_env: More ``AIRFLOW__...`` settings, or variables the DAGs read.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        dags_folder: Path,
+        *,
+        token: str | None = None,
+        parallelism: int = 4,
+        queue_seconds: float = 0.5,
+        run_seconds: float = 0.5,
+        connections: dict[str, dict[str, Any]] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.dags_folder = Path(dags_folder).resolve()
+        self.home = self.root / "airflow-home"
+        self.component_logs = self.root / "component-logs"
+        self.state_dir = self.root / "state"  # test DAGs write what the test needs to see (e.g. task PIDs)
+        self.token = token or f"rcf-secret-{uuid.uuid4()}"
+        self.parallelism = parallelism
+        self.clock = (queue_seconds, run_seconds)
+        self.connections = {"runcomfy_default": {"password": self.token}, **(connections or {})}
+        self.extra_env = extra_env or {}
+        self.postgres = PrivateCluster()
+        self.api_port = self.server_port = 0
+        self.services: dict[str, Service] = {}
+        self.api: AirflowApi | None = None
+        self.runcomfy: RunComfyControl | None = None
+        self.env: dict[str, str] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    def start(self, *, timeout: float = 300) -> AirflowDeployment:
+        """Start everything; return once the API answers and the scheduler, triggerer and dag-processor heartbeat."""
+        try:
+            for path in (self.home, self.component_logs, self.state_dir):
+                path.mkdir(parents=True, exist_ok=True)
+            self.postgres.start()
+            self.api_port, self.server_port = free_port(), free_port()
+            self.env = self._environment()
+            self._start_runcomfy_server()
+            self.airflow("db", "migrate", timeout=timeout)
+            for name in COMPONENTS:
+                self.services[name] = Service(name, self._command(name), self.component_logs / f"{name}.log")
+                self.services[name].start(self.env, self.root)
+            self.api = AirflowApi(f"http://127.0.0.1:{self.api_port}")
+            wait_until(self._api_up, timeout=timeout, interval=1, what="the api-server")
+            self.wait_for_jobs(("SchedulerJob", "TriggererJob", "DagProcessorJob"), timeout=timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every process this deployment started and delete the database; safe to call twice."""
+        for service in reversed(list(self.services.values())):
+            service.stop()
+        self.postgres.stop()
+
+    def __enter__(self) -> AirflowDeployment:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def restart(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Kill a component's process group with ``sig`` (default: no chance to clean up) and start it again."""
+        service = self.services[name]
+        service.kill(sig)
+        service.process.wait(timeout=60)
+        service.stop(timeout=5)
+        service.start(self.env, self.root)
+
+    # -- configuration --------------------------------------------------------------------------------------
+
+    def _environment(self) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW"))}
+        connections = {
+            f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps({"conn_type": "runcomfy", "host": self.server_url, **fields})
+            for conn_id, fields in self.connections.items()
+        }
+        settings = {
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "256",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.postgres.url(),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.api_port}",
+            "AIRFLOW__API__WORKERS": "2",
+            "AIRFLOW__API__MAXIMUM_PAGE_LIMIT": "1000",
+            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            # Quick turnarounds: the scheduler loops and heartbeats every second, the triggerer too.
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__RUNCOMFY__ALLOW_LOOPBACK_HTTP": "True",
+            "RUNCOMFY_DEPLOYMENT_STATE": str(self.state_dir),
+            "RUNCOMFY_SERVER_URL": self.server_url,
+        }
+        return {**inherited, **settings, **connections, **self.extra_env}
+
+    @property
+    def server_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}"
+
+    def _command(self, name: str) -> list[str]:
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        if name == "api-server":
+            return [airflow, "api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "2"]
+        if name in ("scheduler", "triggerer"):
+            return [airflow, name, "--skip-serve-logs"]
+        return [airflow, name]
+
+    def airflow(self, *args: str, timeout: float = 300) -> str:
+        """Run an ``airflow`` CLI command against this deployment; raise with its output if it fails."""
+        command = [str(Path(sys.executable).with_name("airflow")), *args]
+        done = subprocess.run(command, env=self.env, cwd=self.root, capture_output=True, text=True, timeout=timeout)
+        if done.returncode:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        return done.stdout
+
+    def _start_runcomfy_server(self) -> None:
+        command = [sys.executable, "-m", "airflow_provider_runcomfy.testing.server", "--port", str(self.server_port)]
+        command += ["--queue-seconds", str(self.clock[0]), "--run-seconds", str(self.clock[1])]
+        # The token goes in the server's environment: not on a command line (`ps`, the log's header).
+        env = {**self.env, "RUNCOMFY_TEST_SERVER_TOKEN": self.token}
+        self.services["runcomfy-server"] = Service("runcomfy-server", command, self.component_logs / "runcomfy.log")
+        self.services["runcomfy-server"].start(env, self.root)
+        self.runcomfy = RunComfyControl(self.server_url, self.token)
+        wait_until(self._server_up, timeout=60, interval=0.2, what="the RunComfy server")
+
+    def _server_up(self) -> bool:
+        try:
+            self.runcomfy.stats()
+        except requests.RequestException:
+            return False
+        return True
+
+    def _api_up(self) -> bool:
+        if not self.services["api-server"].alive:
+            raise RuntimeError(f"the api-server exited:\n{self.tail('api-server')}")
+        try:
+            self.api.login()
+        except requests.RequestException:
+            return False
+        return True
+
+    # -- what tests read ------------------------------------------------------------------------------------
+
+    def sql(self, query: str, *params: Any) -> list[tuple]:
+        """Run one query on the metadata database and return its rows."""
+        import psycopg2
+
+        with psycopg2.connect(**self.postgres.dsn()) as connection, connection.cursor() as cursor:
+            cursor.execute(query, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def wait_for_jobs(self, job_types: Iterable[str], *, timeout: float = 120) -> None:
+        """Wait until each job type has a running job that heartbeat within the last 10 s."""
+        query = (
+            "SELECT DISTINCT job_type FROM job WHERE state = 'running' "
+            "AND latest_heartbeat > now() - interval '10 seconds'"
+        )
+        wanted = set(job_types)
+        wait_until(
+            lambda: wanted <= {row[0] for row in self.sql(query)}, timeout=timeout, what=f"jobs {sorted(wanted)}"
+        )
+
+    def wait_for_dags(self, dag_ids: Iterable[str], *, timeout: float = 180) -> None:
+        wanted = set(dag_ids)
+        wait_until(lambda: wanted <= self.api.dag_ids(), timeout=timeout, interval=1, what=f"DAGs {sorted(wanted)}")
+
+    def log_dir(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Path:
+        """Where the task's logs are: ``attempt=N.log`` from the worker, ``attempt=N.log.trigger.<job>.log``
+        from each triggerer (``<job>`` is that triggerer's job id) that ran the try's trigger."""
+        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        return folder / f"map_index={map_index}" if map_index >= 0 else folder
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
+        """The task's log file for one try (JSON lines), as the worker wrote it."""
+        path = self.log_dir(dag_id, run_id, task_id, map_index) / f"attempt={try_number}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def trigger_logs(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
+        """What the task's triggers logged in the triggerer for one try (one file per triggerer)."""
+        folder = self.log_dir(dag_id, run_id, task_id, map_index)
+        return "".join(
+            p.read_text(errors="replace") for p in sorted(folder.glob(f"attempt={try_number}.log.trigger.*"))
+        )
+
+    def task_errors(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> list[str]:
+        """The exceptions a try failed with, as ``Type: message``, read from its JSON log lines."""
+        errors = []
+        for line in self.task_log(dag_id, run_id, task_id, try_number).splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            for detail in entry.get("error_detail") or []:
+                errors.append(f"{detail.get('exc_type')}: {detail.get('exc_value')}")
+        return errors
+
+    def tail(self, name: str, chars: int = 4000) -> str:
+        path = self.component_logs / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def log_files(self) -> list[Path]:
+        """Every log this deployment wrote: task and trigger logs, component output, PostgreSQL's log."""
+        files = [p for p in (self.home / "logs").rglob("*") if p.is_file()]
+        files += [p for p in self.component_logs.rglob("*") if p.is_file()]
+        if self.postgres.root is not None and self.postgres.log_path.exists():
+            files.append(self.postgres.log_path)
+        return files
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="A real Airflow deployment with the local RunComfy server.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("install-postgres", help="install Debian's postgresql if it is missing (root)")
+    up = commands.add_parser("up", help="start a deployment and keep it up until Ctrl-C")
+    up.add_argument("--dags", type=Path, required=True, help="the DAGs folder")
+    up.add_argument("--parallelism", type=int, default=4)
+    args = parser.parse_args(argv)
+    if args.command == "install-postgres":
+        print(f"PostgreSQL server binaries: {ensure_installed()}")
+        return
+    root = Path(tempfile.mkdtemp(prefix="runcomfy-deployment-"))
+    stop: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda signum, _frame: stop.append(signum))
+    with AirflowDeployment(root, args.dags, parallelism=args.parallelism) as deployment:
+        deployment.airflow("pools", "set", "runcomfy", "4", "RunComfy jobs (example DAGs)")
+        print(f"Airflow UI and API: {deployment.api.url} (every user is admin)")
+        print(f"RunComfy server:    {deployment.server_url} (token in AIRFLOW_CONN_RUNCOMFY_DEFAULT)")
+        print(f"Logs:               {root}   -- Ctrl-C stops everything", flush=True)
+        while not stop:
+            time.sleep(0.5)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""Copying outputs: a generated file streamed from its URL into object storage, against the floor and the naive way.
+
+The local RunComfy server serves a synthetic output (100 MiB, then 1 GiB) over loopback. Each contender copies it
+in a process of its own, interleaved over several rounds:
+
+- ``curl``: ``curl -o`` to a local file. Nothing moves bytes from a socket to a file much faster: the floor.
+- ``runcomfy``: ``copy_output`` (what ``output_dir`` and ``RunComfyDownloadOperator`` run): streamed in 1 MiB chunks,
+  sha256 on the way, written under a temporary name and renamed once complete; to ``file://`` and to ``s3://``
+  (moto's S3 server, in a process of its own).
+- ``naive``: ``requests.get(url).content`` written with ``ObjectStoragePath.write_bytes``: what generic
+  HTTP-to-storage operators do (``HttpToS3Operator`` loads ``response.content``); same two destinations.
+
+Reported: throughput (MB/s, wall time of the copy alone), and the peak RSS of the copying process, read by the parent
+with ``wait4``; the Python contenders also report their RSS before copying (interpreter, Airflow, the provider), so
+what the copy itself adds is visible. Run: ``.venv/bin/python bench/download.py`` (``--quick``: 100 MiB, one round).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+import _common
+
+MiB = 1 << 20
+SIZES = (100 * MiB, 1024 * MiB)
+CONTENDERS = ("curl", "runcomfy_file", "naive_file", "runcomfy_s3", "naive_s3")
+BUCKET = "bench"
+CHART = _common.BENCH / "download.png"
+
+
+# -- the child: one copy, in a process of its own ----------------------------------------------------------------
+
+
+def child(contender: str, url: str, destination: str) -> dict[str, Any]:
+    """Copy url to destination; report the copy's wall time and this process's peak RSS before it began."""
+    import requests
+    from airflow.sdk import ObjectStoragePath
+    from airflow.sdk.lineage import get_hook_lineage_collector
+
+    from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+    from airflow_provider_runcomfy.io.storage import copy_output
+
+    # Once per worker process, whatever it copies: Airflow's lineage collector (loaded on the first write to an
+    # ObjectStoragePath, ~0.1-0.4 s), the filesystem and its S3 client. Made before the clock and the baseline.
+    get_hook_lineage_collector()
+    target = ObjectStoragePath(destination)
+    target.parent.exists()
+    baseline = _common.max_rss_mb()
+    start = time.perf_counter()
+    if contender.startswith("runcomfy"):
+        stored = copy_output(RunComfyHook(), url, target, allow_loopback_http=True)
+        size = stored.size
+    else:
+        body = requests.get(url, timeout=60).content
+        target.write_bytes(body)
+        size = len(body)
+    return {"seconds": time.perf_counter() - start, "size": size, "baseline_rss_mb": baseline}
+
+
+# -- the parent ------------------------------------------------------------------------------------------------
+
+
+def measure(contender: str, size: int, url: str, workdir: str, env: dict[str, str], index: int) -> dict[str, Any]:
+    source = f"{url}/files/synthetic/{size}.bin?seed={index}"
+    if contender == "curl":
+        path = os.path.join(workdir, f"curl-{index}.bin")
+        run = _common.run_child(["curl", "-sS", "--fail", "-o", path, "-w", "%{time_total}", source])
+        seconds, baseline, copied = float(run.stdout), None, os.path.getsize(path)
+        os.unlink(path)
+    else:
+        if contender.endswith("_s3"):
+            destination = f"s3://aws_moto@{BUCKET}/{contender}-{index}.bin"
+        else:
+            destination = f"file://{workdir}/{contender}-{index}.bin"
+        args = [_common.PYTHON, __file__, "--child", contender, "--url", source, "--destination", destination]
+        run = _common.run_child(args, env=env, timeout=600)
+        out = run.json()
+        seconds, baseline, copied = out["seconds"], out["baseline_rss_mb"], out["size"]
+        _remove(destination, workdir)
+    if copied != size:
+        raise RuntimeError(f"{contender} copied {copied} bytes of {size}")
+    return {"mb_per_s": size / seconds / 1e6, "peak_rss_mb": run.peak_rss_mb, "baseline_rss_mb": baseline}
+
+
+def warm_up(url: str, work: str, env: dict[str, str]) -> None:
+    """Unmeasured: one small copy per contender (compiles what they import), and 1 GiB written and deleted, so
+    that no sample is the first to touch this virtual machine's memory (first touches are several times slower)."""
+    for contender in CONTENDERS:
+        measure(contender, 8 * MiB, url, work, env, 0)
+    with open(os.path.join(work, "scratch"), "wb") as scratch:
+        for _ in range(1024):
+            scratch.write(bytes(MiB))
+    os.unlink(os.path.join(work, "scratch"))
+
+
+def _remove(destination: str, workdir: str) -> None:
+    if destination.startswith("file://"):
+        os.unlink(destination.removeprefix("file://"))
+    else:  # moto keeps objects in its own memory: drop them between runs
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=os.environ["BENCH_MOTO_URL"], region_name="us-east-1")
+        s3.delete_object(Bucket=BUCKET, Key=destination.rsplit("/", 1)[1])
+
+
+def moto_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """moto's S3 server in a process of its own (its memory is not the copier's), with the bucket made."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    moto = shutil.which("moto_server", path=os.path.dirname(_common.PYTHON))
+    proc = subprocess.Popen(
+        [moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    import boto3
+
+    deadline = time.monotonic() + 60
+    while True:  # bounded: until it answers, or a minute
+        try:
+            boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+            return proc, endpoint
+        except Exception:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--s3-rounds", type=int, default=1, help="moto is slow: the S3 rows are there for memory")
+    parser.add_argument("--quick", action="store_true", help="100 MiB, one round; RESULTS.md is left alone")
+    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--destination", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.url, args.destination)))
+        return
+
+    sizes, rounds = ((SIZES[0],), 1) if args.quick else (SIZES, args.rounds)
+    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    samples: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    # Files go to memory (tmpfs) when there is room: the disk's writeback would decide the throughput, not the copier.
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 4 << 30 else None
+    with (
+        _common.bench_env() as home,
+        _common.local_server(env=home) as url,
+        tempfile.TemporaryDirectory(prefix="runcomfy-bench-", dir=shm) as work,
+    ):
+        moto, endpoint = moto_server(home)
+        os.environ["BENCH_MOTO_URL"] = endpoint
+        connection = {"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
+        env = {**home, "AIRFLOW_CONN_AWS_MOTO": json.dumps(connection)}
+        try:
+            airflow_rss = _common.run_child([_common.PYTHON, "-c", "import airflow.sdk"], env=env).peak_rss_mb
+            warm_up(url, work, env)
+            index = 0
+            for round_no in range(rounds):
+                for size in sizes:
+                    for contender in CONTENDERS:
+                        if contender.endswith("_s3") and round_no >= args.s3_rounds:
+                            continue
+                        index += 1
+                        sample = measure(contender, size, url, work, env, index)
+                        samples.setdefault((contender, size), []).append(sample)
+                        brief = ", ".join(f"{k}={v:.0f}" for k, v in sample.items() if v is not None)
+                        print(f"round {round_no + 1}/{rounds} {size // MiB} MiB {contender}: {brief}", flush=True)
+        finally:
+            moto.terminate()
+            moto.wait(timeout=30)
+    markdown = report(samples, sizes, rounds, airflow_rss, shm is not None)
+    print(markdown)
+    if not args.quick:
+        chart(samples, sizes)
+        _common.write_section("download", markdown)
+
+
+def _med(samples: list[dict[str, Any]], key: str) -> float:
+    return _common.median([sample[key] for sample in samples])
+
+
+def report(
+    samples: dict[tuple[str, int], list[dict[str, Any]]],
+    sizes: tuple[int, ...],
+    rounds: int,
+    airflow: float,
+    tmpfs: bool,
+) -> str:
+    """The table, and each target's verdict from the same numbers."""
+    rows, verdicts = [], []
+    for size in sizes:
+        for contender in CONTENDERS:
+            if (contender, size) not in samples:
+                continue
+            group = samples[contender, size]
+            ratio = _common.median(
+                [a["mb_per_s"] / b["mb_per_s"] for a, b in zip(group, samples["curl", size][: len(group)], strict=True)]
+            )
+            peak = _med(group, "peak_rss_mb")
+            baseline = None if contender == "curl" else _med(group, "baseline_rss_mb")
+            rows.append(
+                [
+                    f"{size // MiB} MiB",
+                    f"`{contender}`",
+                    f"{_med(group, 'mb_per_s'):.0f}",
+                    f"{ratio:.2f}x",
+                    f"{peak:.0f}",
+                    "-" if baseline is None else f"{baseline:.0f}",
+                    "-" if baseline is None else f"{peak - baseline:.0f}",
+                ]
+            )
+            if contender == "runcomfy_file":
+                verdicts.append(
+                    [f"throughput >= 0.8x curl, {size // MiB} MiB to file://", f"{ratio:.2f}x", _met(ratio >= 0.8)]
+                )
+            if contender.startswith("runcomfy"):
+                added = peak - baseline
+                verdicts.append(
+                    [
+                        f"peak RSS <= 100 MB, {size // MiB} MiB, `{contender}`",
+                        f"{peak:.0f} MiB absolute, {added:.0f} MiB above its {baseline:.0f} MiB baseline",
+                        _met(added <= 100) + (" (above the baseline)" if peak > 100 else ""),
+                    ]
+                )
+    headers = ["size", "copier", "MB/s", "vs curl", "peak RSS MiB", "RSS before copying MiB", "added by the copy MiB"]
+    return "\n\n".join(
+        [
+            "## Copying outputs: `bench/download.py`",
+            f"_{_common.machine()}. Synthetic output from the local server over loopback, to `file://` on "
+            f"{'tmpfs (`/dev/shm`)' if tmpfs else 'the temporary directory'} and to `s3://` on moto. {rounds} round(s) "
+            "(S3: see below), medians; `vs curl` is the median of per-round ratios._",
+            _common.table(headers, rows),
+            _common.table(["target", "measured", "verdict"], verdicts),
+            f"A process that only imports `airflow.sdk` peaks at {airflow:.0f} MiB here: that is the floor of any "
+            "Python copier that runs in an Airflow worker, before it holds a single byte of the file. " + NOTES,
+            "![downloads](download.png)",
+        ]
+    )
+
+
+NOTES = """The RSS before copying is the contender's own process after its imports (Airflow, the provider, requests,
+and s3fs for `s3://`); the copy adds what it holds on top. `runcomfy` holds one 1 MiB chunk at a time (plus, on
+S3, the part s3fs buffers before uploading it), so what it adds does not grow with the file; `naive` holds the
+whole body, and more while `requests` joins it. The 100 MB target is met above that baseline, not in absolute terms:
+no process that has imported Airflow is below 100 MB. The S3 rows upload to moto's server, far slower than a
+local disk, so their throughput measures moto more than the copier; they are there for memory."""
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def chart(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[int, ...]) -> None:
+    """Throughput and peak RSS per copier and size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (speed, memory) = plt.subplots(1, 2, figsize=(13, 4.5))
+    width = 0.8 / len(sizes)
+    positions = range(len(CONTENDERS))
+    for index, size in enumerate(sizes):
+        xs = [position + (index - (len(sizes) - 1) / 2) * width for position in positions]
+        label = f"{size // MiB} MiB"
+        bars = speed.bar(xs, [_med(samples[c, size], "mb_per_s") for c in CONTENDERS], width, label=label)
+        speed.bar_label(bars, fmt="%.0f", fontsize=8)
+        bars = memory.bar(xs, [_med(samples[c, size], "peak_rss_mb") for c in CONTENDERS], width, label=label)
+        memory.bar_label(bars, fmt="%.0f", fontsize=8)
+    curl = _med(samples["curl", sizes[-1]], "mb_per_s")
+    speed.axhline(0.8 * curl, color="grey", linestyle="--", linewidth=1, label="0.8x curl (1 GiB)")
+    speed.set_title("throughput, MB/s (higher is better)")
+    memory.set_yscale("log")
+    memory.set_title("peak RSS of the copying process, MiB (log scale)")
+    for ax in (speed, memory):
+        ax.set_xticks(list(positions), CONTENDERS, rotation=15)
+        ax.legend(fontsize=8)
+    fig.suptitle("Copying a generated output from its URL to storage")
+    fig.tight_layout()
+    fig.savefig(CHART, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

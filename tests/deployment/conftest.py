@@ -1,0 +1,145 @@
+"""Fixtures of the deployment tests: one real Airflow deployment for this package, the RunComfy server as the
+tests drive it, and the report that becomes ``docs/reliability.md``.
+
+The deployment is package-scoped: it starts before the first test here and is stopped after the last one, so it
+never runs (and eats the CPU) during the rest of the suite. If PostgreSQL cannot be installed, its start raises
+and every test here errors: a missing database is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_runcomfy.testing.deployment import AirflowDeployment, RunComfyControl
+
+from .report import SECTIONS, Report, write
+
+HERE = Path(__file__).parent
+DOCS = HERE.parents[1] / "docs" / "reliability.md"
+TOKEN = f"rcf-secret-{uuid.uuid4()}"  # distinctive: the secrets scan looks for this exact string
+PARALLELISM = 4
+DAG_IDS = [
+    *(f"fault_{mode}{variant}" for mode in ("sync", "deferrable") for variant in ("", "_noretry", "_timeout")),
+    *("crash_sigkill", "triggerer_restart", "user_kills", "scale_100", "bad_input", "bad_connection"),
+]
+# Broken connections for the bad-input table; each points at the local server, so a request that should not
+# have been sent would be seen there.
+BROKEN_CONNECTIONS = {
+    "runcomfy_empty_token": {"password": ""},
+    "runcomfy_blank_token": {"password": "   "},
+    "runcomfy_bad_url": {"host": "http://127.0.0.1:notaport", "password": TOKEN},
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the secrets scan after every other deployment test (it scans what they left), still in this package."""
+    scan = [item for item in items if item.path.parent == HERE and item.path.name == "test_secrets.py"]
+    if not scan:
+        return
+    rest = [item for item in items if item not in scan]
+    last = max((i for i, item in enumerate(rest) if item.path.parent == HERE), default=len(rest) - 1)
+    items[:] = rest[: last + 1] + scan + rest[last + 1 :]
+
+
+class Server:
+    """The local RunComfy server as the tests drive it: reset between cases, totals kept for the report."""
+
+    def __init__(self, control: RunComfyControl, report: Report) -> None:
+        self.control, self.report = control, report
+
+    def reset(self, queue_seconds: float = 0.5, run_seconds: float = 0.5) -> None:
+        """Count what the server saw since the last reset (jobs left queued too), then start afresh."""
+        self.tally()
+        self.control.reset()
+        self.control.clock(queue_seconds, run_seconds)
+
+    def tally(self) -> None:
+        log = self.control.log()
+        stats = self.control.stats()
+        for name in ("submits", "cancels", "requests"):
+            self.report.totals[name] += stats[name]
+        self.report.totals["authenticated"] += sum(entry.get("auth") is True for entry in log)
+        self.report.totals["queued_left"] += len(self.queued_jobs(log))
+        self.report.totals["lost"] += len(self.lost(log))
+
+    def submitted(self, log: list[dict] | None = None) -> list[str]:
+        """Request ids of the jobs the server created, in order."""
+        return [e["request_id"] for e in log or self.control.log() if e["call"] == "submit" and e["status"] == 200]
+
+    def lost(self, log: list[dict] | None = None) -> list[str]:
+        """Jobs created by a submit whose answer was cut off: Airflow never learned their id."""
+        return [e["request_id"] for e in log or self.control.log() if e["call"] == "submit" and e["fault"] == "drop"]
+
+    def queued_jobs(self, log: list[dict] | None = None) -> list[str]:
+        """Jobs still waiting in the queue that a task knew of: with no task left to wait for them, orphans.
+        (A lost job, see :meth:`lost`, is counted apart: no task could ever cancel it.)"""
+        log = log or self.control.log()
+        lost = set(self.lost(log))
+        return [rid for rid in self.submitted(log) if rid not in lost and self.control.status(rid) == "in_queue"]
+
+
+@pytest.fixture(scope="package")
+def report() -> Report:
+    return Report()
+
+
+@pytest.fixture(scope="package")
+def deployment(tmp_path_factory: pytest.TempPathFactory, report: Report) -> Iterator[AirflowDeployment]:
+    started = time.monotonic()
+    root = tmp_path_factory.mktemp("deployment")
+    deployment = AirflowDeployment(
+        root, HERE / "dags", token=TOKEN, parallelism=PARALLELISM, connections=BROKEN_CONNECTIONS
+    )
+    deployment.start()
+    try:
+        report.environment["startup_s"] = round(time.monotonic() - started)
+        deployment.wait_for_dags(DAG_IDS)
+        yield deployment
+    finally:
+        try:
+            _finish_report(deployment, report, started)
+        finally:
+            deployment.stop()
+
+
+def _finish_report(deployment: AirflowDeployment, report: Report, started: float) -> None:
+    import airflow
+
+    Server(deployment.runcomfy, report).tally()
+    [(tasks, tries)] = deployment.sql("SELECT count(*), coalesce(sum(try_number), 0) FROM task_instance")
+    [(version,)] = deployment.sql("SHOW server_version")
+    report.environment.update(
+        airflow=airflow.__version__,
+        postgres=f"PostgreSQL {version.split()[0]}",
+        parallelism=PARALLELISM,
+        cpus=os.cpu_count(),
+        task_instances=tasks,
+        task_tries=tries,
+        suite_s=round(time.monotonic() - started),
+    )
+    if report.complete:
+        write(report, DOCS)
+        print(f"\nwrote {DOCS}", file=sys.stderr)
+    else:
+        missing = [name for name in SECTIONS if name not in report.sections]
+        partial = deployment.root.parent / "reliability.partial.md"
+        partial.write_text(repr(report))
+        print(
+            f"\nreliability report incomplete (missing {missing}): {DOCS} left as it was; see {partial}",
+            file=sys.stderr,
+        )
+
+
+@pytest.fixture
+def server(deployment: AirflowDeployment, report: Report) -> Server:
+    """The server, reset to a fast clock, for one test."""
+    server = Server(deployment.runcomfy, report)
+    server.reset()
+    return server
