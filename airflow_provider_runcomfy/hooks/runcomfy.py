@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
-import random
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
@@ -24,6 +23,14 @@ import requests
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 from pydantic import BaseModel, ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from airflow_provider_runcomfy import __version__
 from airflow_provider_runcomfy.exceptions import (
@@ -261,16 +268,7 @@ class RunComfyHook(BaseHook):
                 raise self._transport_error(error, _requests_never_sent(error), method, path, request_id) from None
             return self._parse(response.status_code, response.headers, response.content, answer, request_id)
 
-        attempt_number = 1
-        while True:  # bounded: _retry_delay gives up after max_retries
-            try:
-                return attempt()
-            except RunComfyError as error:
-                delay = self._retry_delay(error, is_submit, attempt_number)
-                if delay is None:
-                    raise
-            time.sleep(delay)
-            attempt_number += 1
+        return self._retrying(Retrying, is_submit)(attempt)
 
     # -- async API (triggers) -------------------------------------------------------------------------------
 
@@ -307,16 +305,7 @@ class RunComfyHook(BaseHook):
                 raise self._transport_error(error, never_sent, method, path, request_id) from None
             return self._parse(r.status, r.headers, content, answer, request_id)
 
-        attempt_number = 1
-        while True:  # bounded: _retry_delay gives up after max_retries
-            try:
-                return await attempt()
-            except RunComfyError as error:
-                delay = self._retry_delay(error, False, attempt_number)
-                if delay is None:
-                    raise
-            await asyncio.sleep(delay)
-            attempt_number += 1
+        return await self._retrying(AsyncRetrying, False)(attempt)
 
     def _async_client(self, base_url: str) -> aiohttp.ClientSession:
         """The running event loop's session for ``base_url``, shared by every hook in that loop."""
@@ -332,26 +321,38 @@ class RunComfyHook(BaseHook):
 
     # -- shared by both sides -------------------------------------------------------------------------------
 
-    def _retry_delay(self, error: RunComfyError, is_submit: bool, attempt_number: int) -> float | None:
-        """The retry policy: seconds to wait before trying again after ``error``, or None to give up.
+    def _retrying(self, kind: type[Retrying] | type[AsyncRetrying], is_submit: bool) -> Any:
+        """The one retry policy (tenacity), for the sync and async sides.
 
         Reads are retried on connection errors, timeouts, 429 and 5xx; a submit only when it never left. The wait
         doubles from ``retry_min_wait`` (with as much jitter) up to ``retry_max_wait``; a server's ``Retry-After``
         takes precedence, capped the same. At most ``max_retries`` retries.
         """
-        if isinstance(error, RunComfyConnectionError):
-            retryable = error.never_sent or not is_submit
-        else:
-            retryable = not is_submit and isinstance(error, (RunComfyRateLimitError, RunComfyServerError))
-        if not retryable or attempt_number > self.max_retries:
-            return None
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is None:
-            backoff = self.retry_min_wait * 2 ** min(attempt_number - 1, 60)
-            retry_after = backoff + random.uniform(0, self.retry_min_wait)
-        delay = max(0.0, min(retry_after, self.retry_max_wait))
-        self.log.warning("RunComfy call failed (%s); try %d again in %.1fs", error, attempt_number, delay)
-        return delay
+        backoff = wait_exponential_jitter(
+            multiplier=self.retry_min_wait, max=self.retry_max_wait, jitter=self.retry_min_wait
+        )
+
+        def retryable(error: BaseException) -> bool:
+            if isinstance(error, RunComfyConnectionError):
+                return error.never_sent or not is_submit
+            return not is_submit and isinstance(error, (RunComfyRateLimitError, RunComfyServerError))
+
+        def wait(state: RetryCallState) -> float:
+            retry_after = getattr(state.outcome.exception() if state.outcome else None, "retry_after", None)
+            return max(0.0, min(retry_after, self.retry_max_wait)) if retry_after is not None else backoff(state)
+
+        def log_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            delay = state.next_action.sleep if state.next_action else 0
+            self.log.warning("RunComfy call failed (%s); try %d again in %.1fs", error, state.attempt_number, delay)
+
+        return kind(
+            retry=retry_if_exception(retryable),
+            wait=wait,
+            stop=stop_after_attempt(self.max_retries + 1),
+            before_sleep=log_retry,
+            reraise=True,
+        )
 
     def _transport_error(
         self, error: Exception, never_sent: bool, method: str, path: str, request_id: str | None
