@@ -41,13 +41,14 @@ interleaved; tables show medians, and ratios are medians of per-round ratios (th
 
 @dataclass
 class Child:
-    """A finished child process: what it printed, its exit status, peak RSS (MiB) and wall time (s)."""
+    """A finished child process: what it printed, its exit status, peak RSS (MiB), wall and CPU time (s)."""
 
     stdout: str
     stderr: str
     returncode: int
     peak_rss_mb: float
     wall: float
+    cpu: float
 
     def json(self) -> dict[str, Any]:
         """The last line of stdout, which the benchmark children print as JSON."""
@@ -73,7 +74,8 @@ def run_child(args: Sequence[str], *, env: dict[str, str] | None = None, timeout
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait for it again
         out.seek(0)
         err.seek(0)
-        child = Child(out.read(), err.read(), proc.returncode, usage.ru_maxrss / 1024, wall)
+        cpu = usage.ru_utime + usage.ru_stime
+        child = Child(out.read(), err.read(), proc.returncode, usage.ru_maxrss / 1024, wall, cpu)
     if child.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} exited with {child.returncode}:\n{child.stderr[-3000:]}")
     return child

@@ -54,7 +54,7 @@ def child(contender: str, url: str, destination: str) -> dict[str, Any]:
     target = ObjectStoragePath(destination)
     target.parent.exists()
     baseline = _common.max_rss_mb()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if contender.startswith("runcomfy"):
         stored = copy_output(RunComfyHook(), url, target, allow_loopback_http=True)
         size = stored.size
@@ -62,7 +62,8 @@ def child(contender: str, url: str, destination: str) -> dict[str, Any]:
         body = requests.get(url, timeout=60).content
         target.write_bytes(body)
         size = len(body)
-    return {"seconds": time.perf_counter() - start, "size": size, "baseline_rss_mb": baseline}
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu  # CPU of all threads (the hashing one too)
+    return {"seconds": seconds, "cpu": cpu, "size": size, "baseline_rss_mb": baseline}
 
 
 # -- the parent ------------------------------------------------------------------------------------------------
@@ -73,7 +74,7 @@ def measure(contender: str, size: int, url: str, workdir: str, env: dict[str, st
     if contender == "curl":
         path = os.path.join(workdir, f"curl-{index}.bin")
         run = _common.run_child(["curl", "-sS", "--fail", "-o", path, "-w", "%{time_total}", source])
-        seconds, baseline, copied = float(run.stdout), None, os.path.getsize(path)
+        seconds, cpu, baseline, copied = float(run.stdout), run.cpu, None, os.path.getsize(path)
         os.unlink(path)
     else:
         if contender.endswith("_s3"):
@@ -83,11 +84,16 @@ def measure(contender: str, size: int, url: str, workdir: str, env: dict[str, st
         args = [_common.PYTHON, __file__, "--child", contender, "--url", source, "--destination", destination]
         run = _common.run_child(args, env=env, timeout=600)
         out = run.json()
-        seconds, baseline, copied = out["seconds"], out["baseline_rss_mb"], out["size"]
+        seconds, cpu, baseline, copied = out["seconds"], out["cpu"], out["baseline_rss_mb"], out["size"]
         _remove(destination, workdir)
     if copied != size:
         raise RuntimeError(f"{contender} copied {copied} bytes of {size}")
-    return {"mb_per_s": size / seconds / 1e6, "peak_rss_mb": run.peak_rss_mb, "baseline_rss_mb": baseline}
+    return {
+        "mb_per_s": size / seconds / 1e6,
+        "cpu_ms_per_mib": 1000 * cpu / (size / MiB),
+        "peak_rss_mb": run.peak_rss_mb,
+        "baseline_rss_mb": baseline,
+    }
 
 
 def warm_up(url: str, work: str, env: dict[str, str]) -> None:
@@ -137,7 +143,7 @@ def moto_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--s3-rounds", type=int, default=1, help="moto is slow: the S3 rows are there for memory")
     parser.add_argument("--quick", action="store_true", help="100 MiB, one round; RESULTS.md is left alone")
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
@@ -174,7 +180,7 @@ def main() -> None:
                         index += 1
                         sample = measure(contender, size, url, work, env, index)
                         samples.setdefault((contender, size), []).append(sample)
-                        brief = ", ".join(f"{k}={v:.0f}" for k, v in sample.items() if v is not None)
+                        brief = ", ".join(f"{k}={v:.3g}" for k, v in sample.items() if v is not None)
                         print(f"round {round_no + 1}/{rounds} {size // MiB} MiB {contender}: {brief}", flush=True)
         finally:
             moto.terminate()
@@ -184,6 +190,19 @@ def main() -> None:
     if not args.quick:
         chart(samples, sizes)
         _common.write_section("download", markdown)
+
+
+def sha256_ms_per_mib() -> float:
+    """What hashlib's sha256 costs on this machine, per MiB (median of 5 passes over 64 MiB)."""
+    import hashlib
+
+    block, passes = bytes(range(256)) * 4096, []
+    for _ in range(5):
+        digest, start = hashlib.sha256(), time.process_time()
+        for _ in range(64):
+            digest.update(block)
+        passes.append((time.process_time() - start) * 1000 / 64)
+    return _common.median(passes)
 
 
 def _med(samples: list[dict[str, Any]], key: str) -> float:
@@ -215,6 +234,7 @@ def report(
                     f"`{contender}`",
                     f"{_med(group, 'mb_per_s'):.0f}",
                     f"{ratio:.2f}x",
+                    f"{_med(group, 'cpu_ms_per_mib'):.2f}",
                     f"{peak:.0f}",
                     "-" if baseline is None else f"{baseline:.0f}",
                     "-" if baseline is None else f"{peak - baseline:.0f}",
@@ -233,7 +253,16 @@ def report(
                         _met(added <= 100) + (" (above the baseline)" if peak > 100 else ""),
                     ]
                 )
-    headers = ["size", "copier", "MB/s", "vs curl", "peak RSS MiB", "RSS before copying MiB", "added by the copy MiB"]
+    headers = [
+        "size",
+        "copier",
+        "MB/s",
+        "vs curl",
+        "CPU ms / MiB",
+        "peak RSS MiB",
+        "RSS before copying MiB",
+        "added by the copy MiB",
+    ]
     return "\n\n".join(
         [
             "## Copying outputs: `bench/download.py`",
@@ -242,19 +271,28 @@ def report(
             "(S3: see below), medians; `vs curl` is the median of per-round ratios._",
             _common.table(headers, rows),
             _common.table(["target", "measured", "verdict"], verdicts),
-            f"A process that only imports `airflow.sdk` peaks at {airflow:.0f} MiB here: that is the floor of any "
-            "Python copier that runs in an Airflow worker, before it holds a single byte of the file. " + NOTES,
+            f"A process that only imports `airflow.sdk` peaks at {airflow:.0f} MiB here: the floor of any Python "
+            "copier in an Airflow worker, before it holds a byte of the file.",
+            NOTES.format(sha=sha256_ms_per_mib()),
             "![downloads](download.png)",
         ]
     )
 
 
-NOTES = """The RSS before copying is the contender's own process after its imports (Airflow, the provider, requests,
-and s3fs for `s3://`); the copy adds what it holds on top. `runcomfy` holds one 1 MiB chunk at a time (plus, on
-S3, the part s3fs buffers before uploading it), so what it adds does not grow with the file; `naive` holds the
-whole body, and more while `requests` joins it. The 100 MB target is met above that baseline, not in absolute terms:
-no process that has imported Airflow is below 100 MB. The S3 rows upload to moto's server, far slower than a
-local disk, so their throughput measures moto more than the copier; they are there for memory."""
+NOTES = """Memory. The RSS before copying is the contender's own process after its imports (Airflow, the provider,
+requests, and s3fs for `s3://`); the copy adds what it holds on top. `runcomfy` holds two 4 MiB chunks (one being
+written, one being hashed) and, on S3, the 16 MiB part s3fs buffers and the copy botocore sends, so what it adds
+does not grow with the file; `naive` holds the whole body, twice while `requests` joins it and more on S3. The
+100 MB target is met above that baseline, not in absolute terms: no process that has imported Airflow is under
+100 MB, whatever it copies.
+
+Speed. `curl` only moves bytes; `runcomfy` also computes the sha256 it records (on a second thread), which alone
+costs {sha:.2f} ms of CPU per MiB on this machine; the CPU column shows what each copier spends per MiB, the
+hashing thread included. On 2 cores shared with the server that sends the file, CPU per MiB is what sets the
+throughput. Files go to tmpfs so that the disk's writeback does not decide, and 1 GiB is written and deleted
+before the first sample (first touches of this virtual machine's memory are several times slower). The S3 rows
+go through moto's server, far slower than S3 or a disk, and `runcomfy`'s atomic rename is a server-side copy there
+(about half of its time on moto): they are there for memory; their speed measures moto."""
 
 
 def _met(ok: bool) -> str:

@@ -157,6 +157,7 @@ def chart(runs: list[dict[str, float]]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     keys = ["airflow.sdk", "provider", "airflow names", *[path.name for path in DAGS]]
     labels = [
@@ -170,6 +171,8 @@ def chart(runs: list[dict[str, float]]) -> None:
     bars = ax.barh(labels[::-1], values[::-1], color=["tab:blue"] * len(DAGS) + ["tab:gray", "tab:orange", "tab:gray"])
     ax.bar_label(bars, fmt="%.1f ms", fontsize=8)
     ax.set_xscale("log")
+    ax.set_xlim(right=max(values) * 4)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.axvline(TARGET_MS, color="grey", linestyle="--", linewidth=1, label=f"{TARGET_MS} ms target (provider modules)")
     ax.set_xlabel("ms (log scale), median of fresh interpreters")
     ax.legend(fontsize=8, loc="lower right")
