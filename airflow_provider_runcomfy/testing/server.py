@@ -479,7 +479,6 @@ class RunComfyTestServer:
         """The value of ``AIRFLOW_CONN_RUNCOMFY_DEFAULT`` (Airflow reads JSON connections from the environment)."""
         return json.dumps({"conn_type": "runcomfy", "host": self.url, "password": self.token})
 
-    connection_uri = connection_json  # a URI cannot carry a host with a scheme cleanly; JSON is as valid there
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -400,7 +400,6 @@ def test_control_api_over_http_and_no_token_in_the_log(runcomfy_server):
 def test_connection_fixture(runcomfy_connection):
     conn = json.loads(os.environ["AIRFLOW_CONN_RUNCOMFY_DEFAULT"])
     assert conn == {"conn_type": "runcomfy", "host": runcomfy_connection.url, "password": "test-token"}
-    assert runcomfy_connection.connection_uri() == runcomfy_connection.connection_json()
 
 
 def test_cli_serves_until_terminated():
