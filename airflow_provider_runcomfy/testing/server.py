@@ -480,7 +480,6 @@ class RunComfyTestServer:
         return json.dumps({"conn_type": "runcomfy", "host": self.url, "password": self.token})
 
 
-
 def main(argv: list[str] | None = None) -> None:
     """Serve in the foreground until SIGINT or SIGTERM; print the URL once ready."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
