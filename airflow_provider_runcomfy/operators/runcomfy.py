@@ -46,6 +46,10 @@ _GONE = "expired"  # a stored request that RunComfy no longer knows: submit afre
 _STALE = "inputs_changed"  # a stored request made from other inputs (the DAG changed, then was cleared): submit afresh
 
 
+class _EarlierRequestCancelled(Exception):
+    """The earlier try's request, which this try reattached to, was cancelled while this try waited for it."""
+
+
 class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
     """Run any RunComfy model and return its outputs (see the XCom contract in the README).
 
@@ -109,6 +113,7 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.include_cost = include_cost
         self.request_id: str | None = None
+        self._submitted: str | None = None  # the request this try submitted, if any
         self._outcome: dict[str, Any] | None = None
         self._validate_literal_inputs()
         _check_output_name(self.output_name)
@@ -133,7 +138,14 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
 
     def execute(self, context: Context) -> Any:
         self._body = validate_inputs(self.model_id, self.request_inputs())  # rendered now; still before paying
-        return self.execute_resumable(context)
+        try:
+            return self.execute_resumable(context)
+        except _EarlierRequestCancelled as cancelled:
+            # Clearing a deferred task starts the next try at once, while the old trigger's on_kill is still
+            # cancelling the queued job: the try can reattach to it and then see it cancelled. A cancelled request
+            # of an earlier try is submitted afresh (the mixin does so now that the store holds a cancelled one).
+            self.log.warning("%s; submitting afresh", cancelled)
+            return self.execute_resumable(context)
 
     @property
     def _fingerprint(self) -> str:
@@ -155,7 +167,7 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
                 "for a second one. Check your RunComfy requests before re-running the task."
             ) from error
         self.log.info("Submitted RunComfy request %s for model %s", request_id, self.model_id)
-        self._attach(context, request_id)
+        self._submitted = self._attach(context, request_id)
         return {"request_id": request_id, "inputs": self._fingerprint}
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
@@ -178,7 +190,8 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
             if not self.deferrable:
                 wait_for_request(self, request_id)
             elif not self.hook.get_status(request_id).is_finished:  # a finished job does not defer
-                self.defer(trigger=self._trigger(request_id), method_name="execute_complete")
+                reattached = {"reattached": True} if request_id != self._submitted else None
+                self.defer(trigger=self._trigger(request_id), method_name="execute_complete", kwargs=reattached)
         # ResumableJobMixin returns this value when it reattaches to a running job (it asks get_job_result
         # only after a fresh submit), so both paths must yield the task's result.
         return self.get_job_result(external_id, context)
@@ -189,11 +202,16 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
             if not self.wait_for_completion:
                 self._outcome = {"request_id": request_id, "model_id": self.model_id, "status": "submitted"}
             else:
-                result = finish(self, self.hook.get_result(request_id, include_cost=self.include_cost))
-                self._outcome = deliver_outputs(self, context, result, self.request_inputs())
+                result = self.hook.get_result(request_id, include_cost=self.include_cost)
+                if result.cancelled and request_id != self._submitted:
+                    raise _EarlierRequestCancelled(f"RunComfy request {request_id} of an earlier try was cancelled")
+                self._outcome = deliver_outputs(self, context, finish(self, result), self.request_inputs())
         return self._outcome
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any], reattached: bool = False) -> dict[str, Any]:
+        if reattached and event["status"] == "cancelled":
+            self.log.warning("RunComfy request %s of an earlier try was cancelled", event["result"]["request_id"])
+            return self.execute(context)  # the store holds the cancelled request: the mixin submits afresh
         return deliver_outputs(self, context, finish_event(self, event), self.request_inputs())
 
     def on_kill(self) -> None:

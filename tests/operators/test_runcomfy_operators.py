@@ -161,3 +161,98 @@ def test_a_submit_whose_answer_was_lost_fails_without_retry(runcomfy_connection)
     with pytest.raises(AirflowFailException, match="not retried"):
         op.submit_job({})
     assert runcomfy_connection.submits == 1  # the job exists; a task retry must not pay for another
+
+
+class _Store(dict):
+    """The task state store's get/set, in memory: what an earlier try left for this one."""
+
+    def set(self, key, value):
+        self[key] = value
+
+
+class _TaskInstance:
+    map_index = -1
+    stats_tags: dict = {}
+
+    def __init__(self):
+        self.pushed = []
+
+    def xcom_push(self, key, value):
+        self.pushed.append((key, value))
+
+
+def _cancel_once_polled(server):
+    """Cancel the first request the operator polls, while it waits for it (as an old trigger's on_kill does)."""
+    import threading
+    import time
+
+    from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+
+    def cancel():
+        while not (polled := [e["request_id"] for e in server.log if e["call"] == "status"]):
+            time.sleep(0.01)
+        server.set_clock(queue_seconds=0.1, run_seconds=0.1)  # a fresh submit gets a quick job
+        RunComfyHook().cancel(polled[0])
+
+    thread = threading.Thread(target=cancel, daemon=True)
+    thread.start()
+    return thread
+
+
+def _earlier_try(op, store):
+    """An earlier try's submit, stored as the mixin stores it; the job stays queued."""
+    op._body = op.request_inputs()
+    request_id = op.hook.submit(op.model_id, op._body).request_id
+    store.set(op.external_id_key, {"request_id": request_id, "inputs": op._fingerprint})
+    return request_id
+
+
+def test_a_retry_whose_reattached_request_is_cancelled_under_it_submits_afresh(runcomfy_connection):
+    # Clearing a deferred task starts the re-run while the old trigger's on_kill is still cancelling its job.
+    runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
+    op, ti, store = _op(), _TaskInstance(), _Store()
+    cancelled = _earlier_try(op, store)
+    canceller = _cancel_once_polled(runcomfy_connection)
+
+    result = op.execute({"ti": ti, "task_state_store": store})
+
+    canceller.join(5)
+    assert runcomfy_connection.cancels == 1
+    assert result["status"] == "succeeded"
+    assert result["request_id"] != cancelled
+    assert runcomfy_connection.submits == 2  # the earlier try's, and one fresh
+    assert store["request_id"]["request_id"] == result["request_id"]  # a later retry reattaches to the new one
+    assert ti.pushed == [("request_id", cancelled), ("request_id", result["request_id"])]
+
+
+def test_a_request_this_try_submitted_and_someone_cancelled_fails_the_task(runcomfy_connection):
+    runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
+    op = _op()
+    canceller = _cancel_once_polled(runcomfy_connection)
+
+    with pytest.raises(RunComfyJobError, match="was cancelled"):
+        op.execute({"ti": _TaskInstance(), "task_state_store": _Store()})
+
+    canceller.join(5)
+    assert runcomfy_connection.submits == 1
+
+
+def test_a_deferred_retry_resumed_on_a_cancelled_earlier_request_defers_on_a_fresh_one(runcomfy_connection):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
+    op, store = _op(deferrable=True), _Store()
+    cancelled = _earlier_try(op, store)
+    op.hook.cancel(cancelled)
+    event = {"status": "cancelled", "result": op.hook.get_result(cancelled).model_dump(mode="json")}
+
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute_complete({"ti": _TaskInstance(), "task_state_store": store}, event, reattached=True)
+
+    fresh = store["request_id"]["request_id"]
+    assert fresh != cancelled
+    assert deferred.value.trigger.request_id == fresh
+    assert not deferred.value.kwargs  # this try made the new request: its own cancel would fail the task
+    assert runcomfy_connection.submits == 2
+    with pytest.raises(RunComfyJobError, match="was cancelled"):  # without the flag, a cancel fails the task
+        op.execute_complete({"ti": _TaskInstance(), "task_state_store": store}, event)
