@@ -4,7 +4,7 @@ The local RunComfy server serves a synthetic output (100 MiB, then 1 GiB) over l
 in a process of its own, interleaved over several rounds:
 
 - ``curl``: ``curl -o`` to a local file. Nothing moves bytes from a socket to a file much faster: the floor.
-- ``runcomfy``: ``copy_output`` (what ``output_dir`` and ``RunComfyDownloadOperator`` run): streamed in 1 MiB chunks,
+- ``runcomfy``: ``copy_output`` (what ``output_dir`` and ``RunComfyDownloadOperator`` run): streamed in 4 MiB chunks,
   sha256 on the way, written under a temporary name and renamed once complete; to ``file://`` and to ``s3://``
   (moto's S3 server, in a process of its own).
 - ``naive``: ``requests.get(url).content`` written with ``ObjectStoragePath.write_bytes``: what generic
@@ -281,16 +281,19 @@ def report(
 
 NOTES = """Memory. The RSS before copying is the contender's own process after its imports (Airflow, the provider,
 requests, and s3fs for `s3://`); the copy adds what it holds on top. `runcomfy` holds two 4 MiB chunks (one being
-written, one being hashed) and, on S3, the 16 MiB part s3fs buffers and the copy botocore sends, so what it adds
-does not grow with the file; `naive` holds the whole body, twice while `requests` joins it and more on S3. The
-100 MB target is met above that baseline, not in absolute terms: no process that has imported Airflow is under
-100 MB, whatever it copies.
+written, one being received and hashed) and, on S3, the 16 MiB part s3fs buffers and the copy botocore sends, so
+what it adds does not grow with the file; `naive` holds the whole body, twice while `requests` joins it and more on
+S3. The 100 MB target is met above that baseline, not in absolute terms: no process that has imported Airflow is
+under 100 MB, whatever it copies.
 
-Speed. `curl` only moves bytes; `runcomfy` also computes the sha256 it records (on a second thread), which alone
-costs {sha:.2f} ms of CPU per MiB on this machine; the CPU column shows what each copier spends per MiB, the
-hashing thread included. On 2 cores shared with the server that sends the file, CPU per MiB is what sets the
-throughput: `runcomfy` spends more per MiB than `curl` by about the sha256, so it lands around 0.8x curl here, on
-one side or the other from run to run; with a core to spare for the hashing thread it keeps up with curl. Files go
+Speed. `curl` only moves bytes; `runcomfy` also computes the sha256 it records, which alone costs {sha:.2f} ms
+of CPU per MiB on this machine (the CPU column counts every thread). It hashes each chunk on the thread that received
+it, while the chunk is still in the CPU's cache, and writes the previous chunk on a second thread (writes release
+the GIL). The other way round (sha256 on the second thread, write on the first) measured 0.78x curl at both sizes
+in an earlier run of this benchmark; this way is about 0.9x at 1 GiB. A copy also pays about 6 ms once that `curl`
+does not: Airflow loads its filesystem registry on the first open of an `ObjectStoragePath` (about 3 ms a process)
+and `requests` sets up its first request (session, proxy settings from the environment, connection). That is about
+6 % of a 100 MiB copy (0.1 s), so the 100 MiB ratio sits a few points under the 1 GiB one, close to 0.8x. Files go
 to tmpfs so that the disk's writeback does not decide, and 1 GiB is written and deleted before the first sample
 (first touches of this virtual machine's memory are several times slower). The S3 rows go through moto's server,
 far slower than S3 or a disk, and `runcomfy`'s atomic rename is a server-side copy there (about half of its time on
