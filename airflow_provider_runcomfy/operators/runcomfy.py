@@ -50,7 +50,19 @@ class _EarlierRequestCancelled(Exception):
     """The earlier try's request, which this try reattached to, was cancelled while this try waited for it."""
 
 
-class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
+class UsesRunComfyHook:
+    """A task's ``hook``: made on first use, so parsing a DAG imports no HTTP client."""
+
+    runcomfy_conn_id: str
+
+    @cached_property
+    def hook(self) -> RunComfyHook:
+        from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+
+        return RunComfyHook(self.runcomfy_conn_id)
+
+
+class RunComfyModelOperator(UsesRunComfyHook, ResumableJobMixin, BaseOperator):
     """Run any RunComfy model and return its outputs (see the XCom contract in the README).
 
     :param model_id: Catalog id, e.g. ``pixverse/pixverse/v5.5/text-to-video``. (templated)
@@ -129,12 +141,6 @@ class RunComfyModelOperator(ResumableJobMixin, BaseOperator):
     def request_inputs(self) -> dict[str, Any]:
         """The inputs to send, as the operator holds them (after rendering, at run time)."""
         return self.inputs or {}
-
-    @cached_property
-    def hook(self) -> RunComfyHook:
-        from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
-
-        return RunComfyHook(self.runcomfy_conn_id)
 
     def execute(self, context: Context) -> Any:
         self._body = validate_inputs(self.model_id, self.request_inputs())  # rendered now; still before paying
@@ -373,7 +379,7 @@ def finish_event(task: Any, event: dict[str, Any]) -> dict[str, Any]:
     return finish(task, RequestResult.model_validate(event["result"]))
 
 
-class RunComfyDownloadOperator(BaseOperator):
+class RunComfyDownloadOperator(UsesRunComfyHook, BaseOperator):
     """Copy the outputs of a finished request to object storage: the last step of a split pipeline.
 
     Returns the same dict as the model operators, with ``files``; emits Asset events for its ``outlets``.
@@ -406,12 +412,6 @@ class RunComfyDownloadOperator(BaseOperator):
         self.max_output_bytes = max_output_bytes
         self.allow_loopback_http = allow_loopback_http
         _check_output_name(self.output_name)
-
-    @cached_property
-    def hook(self) -> RunComfyHook:
-        from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
-
-        return RunComfyHook(self.runcomfy_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         return deliver_outputs(self, context, finish(self, self.hook.get_result(self.request_id)), {})

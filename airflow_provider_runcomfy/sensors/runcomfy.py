@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
 from airflow_provider_runcomfy.links.runcomfy import RunComfyOutputLink
-from airflow_provider_runcomfy.operators.runcomfy import finish, finish_event
+from airflow_provider_runcomfy.operators.runcomfy import UsesRunComfyHook, finish, finish_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 
-
-class RunComfyRequestSensor(BaseSensorOperator):
+class RunComfyRequestSensor(UsesRunComfyHook, BaseSensorOperator):
     """Succeed when a RunComfy request succeeds, returning the same dict as the operators; fail if it fails.
 
     :param request_id: The request to wait for, e.g. ``{{ ti.xcom_pull(task_ids='submit', key='request_id') }}``.
@@ -52,12 +49,6 @@ class RunComfyRequestSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.include_cost = include_cost
         self.cancel_on_kill = cancel_on_kill
-
-    @cached_property
-    def hook(self) -> RunComfyHook:
-        from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
-
-        return RunComfyHook(self.runcomfy_conn_id)
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
