@@ -126,6 +126,11 @@ def local_server(*extra_args: str, env: dict[str, str] | None = None) -> Iterato
             proc.wait(timeout=15)
 
 
+def verdict(met: bool) -> str:
+    """A target's verdict, as the tables show it: a miss stands out."""
+    return "met" if met else "**missed**"
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 

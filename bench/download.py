@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 import _common
+from _common import verdict
 
 MiB = 1 << 20
 SIZES = (100 * MiB, 1024 * MiB)
@@ -242,7 +243,7 @@ def report(
             )
             if contender == "runcomfy_file":
                 verdicts.append(
-                    [f"throughput >= 0.8x curl, {size // MiB} MiB to file://", f"{ratio:.3f}x", _met(ratio >= 0.8)]
+                    [f"throughput >= 0.8x curl, {size // MiB} MiB to file://", f"{ratio:.3f}x", verdict(ratio >= 0.8)]
                 )
             if contender.startswith("runcomfy"):
                 added = peak - baseline
@@ -250,7 +251,7 @@ def report(
                     [
                         f"peak RSS <= 100 MB, {size // MiB} MiB, `{contender}`",
                         f"{peak:.0f} MiB absolute, {added:.0f} MiB above its {baseline:.0f} MiB baseline",
-                        _met(added <= 100) + (" (above the baseline)" if peak > 100 else ""),
+                        verdict(added <= 100) + (" (above the baseline)" if peak > 100 else ""),
                     ]
                 )
     headers = [
@@ -298,10 +299,6 @@ to tmpfs so that the disk's writeback does not decide, and 1 GiB is written and 
 (first touches of this virtual machine's memory are several times slower). The S3 rows go through moto's server,
 far slower than S3 or a disk, and `runcomfy`'s atomic rename is a server-side copy there (about half of its time on
 moto): they are there for memory; their speed measures moto."""
-
-
-def _met(ok: bool) -> str:
-    return "met" if ok else "**missed**"
 
 
 def chart(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[int, ...]) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 
 import _common
 import httpx
+from _common import verdict
 
 CONTENDERS = ("runcomfy", "floor_httpx", "floor_aiohttp", "http_hook")
 MODEL = "test/bench"  # any "test/..." model is accepted by the local server, without input validation
@@ -328,19 +329,24 @@ def report(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[in
             med("runcomfy", n, "seen_max"),
         )
         verdicts += [
-            [f"N={n}: CPU within 1.5x of (a), the httpx floor", f"{httpx_floor:.3f}x", _met(httpx_floor <= 1.5)],
-            [f"N={n}: CPU within 1.5x of the aiohttp floor (stricter)", f"{floor:.3f}x", _met(floor <= 1.5)],
-            [f"N={n}: CPU at least 2x cheaper than (b), HttpAsyncHook", f"{cheaper:.3f}x cheaper", _met(cheaper >= 2)],
+            [f"N={n}: CPU within 1.5x of (a), the httpx floor", f"{httpx_floor:.3f}x", verdict(httpx_floor <= 1.5)],
+            [f"N={n}: CPU within 1.5x of the aiohttp floor (stricter)", f"{floor:.3f}x", verdict(floor <= 1.5)],
+            [
+                f"N={n}: CPU at least 2x cheaper than (b), HttpAsyncHook",
+                f"{cheaper:.3f}x cheaper",
+                verdict(cheaper >= 2),
+            ],
             [
                 f"N={n}: finish-to-event delay <= one poll interval ({interval:g} s)",
                 f"p95 {p95:.2f} s, max {worst:.2f} s; the read that saw it: max {seen:.2f} s",
-                _met(p95 <= interval) + (" (p95; the max adds the two calls' round trips)" if worst > interval else ""),
+                verdict(p95 <= interval)
+                + (" (p95; the max adds the two calls' round trips)" if worst > interval else ""),
             ],
         ]
     big = max(sizes)
     rss = med("runcomfy", big, "peak_rss_mb")
     verdicts.append(
-        [f"N={big}: peak RSS <= 200 MB", f"{rss:.0f} MiB = {rss * 1.048576:.0f} MB", _met(rss * 1.048576 <= 200)]
+        [f"N={big}: peak RSS <= 200 MB", f"{rss:.0f} MiB = {rss * 1.048576:.0f} MB", verdict(rss * 1.048576 <= 200)]
     )
     clients = sorted({sample["async_clients"] for n in sizes for sample in samples["runcomfy", n]})
     errors = sum(sample["errors"] for group in samples.values() for sample in group)
@@ -380,10 +386,6 @@ every call, in an earlier run of this benchmark, it put `runcomfy` at 0.31 and 0
 N = 100 and 1000, with `http_hook` at 0.53 and 0.83: less than 2x cheaper.)
 `floor_httpx` and `http_hook` fall behind their poll interval at N = 1000 (fewer requests per job, delays of
 seconds): they ran out of CPU on this 2-core machine, which the server shares."""
-
-
-def _met(ok: bool) -> str:
-    return "met" if ok else "**missed**"
 
 
 def chart(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[int, ...], interval: float) -> None:
