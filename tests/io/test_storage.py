@@ -144,3 +144,21 @@ def test_an_interrupted_upload_to_s3_leaves_no_object(runcomfy_connection, s3_bu
     with pytest.raises(RunComfyConnectionError):
         copy(url, ObjectStoragePath(f"s3://aws_moto@{bucket}/big.bin"))
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_copy_to_memory_once_attached(runcomfy_connection):
+    # Airflow registers no filesystem for memory://; attaching fsspec's MemoryFileSystem is enough.
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    memory = MemoryFileSystem()
+    attach("memory", fs=memory)
+    destination = ObjectStoragePath("memory:///runcomfy-test/clips/clip.mp4")
+
+    stored = copy(generated_url(runcomfy_connection), destination)
+
+    assert stored.uri == str(destination)
+    assert stored.sha256 == SAMPLE_SHA256
+    assert memory.cat_file("/runcomfy-test/clips/clip.mp4") == SAMPLE_MP4.read_bytes()
+    assert memory.ls("/runcomfy-test/clips", detail=False) == ["/runcomfy-test/clips/clip.mp4"]  # no temporary left
+    memory.rm("/runcomfy-test", recursive=True)
