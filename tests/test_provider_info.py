@@ -18,12 +18,13 @@ def test_airflow_lists_the_provider():
 
 def test_the_runcomfy_connection_type_and_its_form():
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    manager = ProvidersManager()
-    hook = manager.hooks["runcomfy"]
+    hook = ProvidersManagerTaskRuntime().hooks["runcomfy"]  # what workers resolve the connection type with
     assert hook.hook_class_name == "airflow_provider_runcomfy.hooks.runcomfy.RunComfyHook"
     assert hook.connection_id_attribute_name == "runcomfy_conn_id"
     assert hook.hook_name == "RunComfy"
+    manager = ProvidersManager()  # what the UI builds the connection form from
     form = manager.field_behaviours["runcomfy"]
     assert form["relabeling"]["password"] == "API Token"
     assert {"login", "schema", "port", "extra"} <= set(form["hidden_fields"])
