@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from airflow.sdk import BaseHook
@@ -83,10 +83,10 @@ _ERRORS_BY_STATUS: dict[int, type[RunComfyError]] = {
 # pool costs CPU that grows with its size and with the requests waiting in it (bench/trigger_fanout.py measured
 # ~5 ms of CPU per poll with 100 triggers, against ~0.2 ms here). The sessions of a loop are closed when the loop
 # shuts down (``asyncio.run`` and the triggerer do that), by ``_close_at_shutdown``.
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aiohttp.ClientSession]] = (
-    weakref.WeakKeyDictionary()
-)
-_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]] = weakref.WeakKeyDictionary()
+# Plain dicts: their values refer to the loop, so weak keys would never expire anyway; ``_close_at_shutdown``
+# removes a loop's entries. ``_closers`` holds each closer because a loop keeps its async generators in a WeakSet.
+_async_clients: dict[asyncio.AbstractEventLoop, dict[str, aiohttp.ClientSession]] = {}
+_closers: dict[asyncio.AbstractEventLoop, AsyncIterator[None]] = {}
 # Connection lookups in flight, per event loop and connection id (see ``_shared_lookup``).
 _lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[Any]]] = (
     weakref.WeakKeyDictionary()
@@ -140,7 +140,8 @@ class RunComfyHook(BaseHook):
             raise RunComfyAuthError(
                 f"Connection {self.runcomfy_conn_id!r} has no API token: set it as the connection's password"
             )
-        mask_secret(token)  # Airflow's log masker then hides it in every log line, ours or a library's
+        if token != conn.password:  # Airflow masks the password itself when it reads the connection
+            mask_secret(token)
         host = (conn.host or "").strip().rstrip("/")
         if not host:
             base_url = DEFAULT_BASE_URL
@@ -204,12 +205,24 @@ class RunComfyHook(BaseHook):
         local server), and no credentials are sent: the output host is not the API.
         """
         _check_output_url(url, allow_loopback_http)
+
+        def check_redirect(response: requests.Response, **_: Any) -> None:
+            """Runs on every answer, before requests follows a redirect: none may lead to plain http."""
+            if response.is_redirect:
+                target = urljoin(response.url, response.headers["location"])
+                try:
+                    _check_output_url(target, allow_loopback_http)
+                except RunComfyInvalidInputError:
+                    response.close()
+                    raise
+
         try:
-            response = self._session.get(url, stream=True, timeout=(min(10.0, self.timeout), self.timeout))
+            response = self._session.get(
+                url, stream=True, timeout=(min(10.0, self.timeout), self.timeout), hooks={"response": check_redirect}
+            )
         except requests.RequestException as error:
             raise self._transport_error(error, _requests_never_sent(error), "GET", url, None) from None
         with response:
-            _check_output_url(response.url, allow_loopback_http)  # a redirect must not downgrade to http
             if response.status_code >= 400:
                 raise RunComfyError(f"Downloading {url} failed", status_code=response.status_code)
             length = response.headers.get("Content-Length")
@@ -327,9 +340,7 @@ class RunComfyHook(BaseHook):
         sessions = _loop_sessions()
         session = sessions.get(base_url)
         if session is None or session.closed:
-            session = sessions[base_url] = aiohttp.ClientSession(
-                headers={"User-Agent": USER_AGENT}, connector=aiohttp.TCPConnector(limit=100)
-            )
+            session = sessions[base_url] = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
         return session
 
     # -- shared by both sides -------------------------------------------------------------------------------
@@ -352,7 +363,7 @@ class RunComfyHook(BaseHook):
 
         def wait(state: RetryCallState) -> float:
             retry_after = getattr(state.outcome.exception() if state.outcome else None, "retry_after", None)
-            return max(0.0, min(retry_after, self.retry_max_wait)) if retry_after is not None else backoff(state)
+            return min(retry_after, self.retry_max_wait) if retry_after is not None else backoff(state)
 
         def log_retry(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None

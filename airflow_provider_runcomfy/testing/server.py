@@ -29,7 +29,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from airflow_provider_runcomfy.exceptions import RunComfyInvalidInputError
@@ -331,6 +331,9 @@ def create_app(state: State) -> Starlette:
         data = SAMPLE_MP4.read_bytes()
         return Stream([data], len(data), "video/mp4")
 
+    async def redirect(request: Request, job: Any, entry: dict[str, Any]) -> Response:
+        return RedirectResponse(request.query_params["to"], 302)
+
     async def synthetic_file(request: Request, job: Any, entry: dict[str, Any]) -> Response:
         size, seed = request.path_params["size"], int(request.query_params.get("seed", 0))
         return Stream(synthetic_chunks(size, seed), size, "application/octet-stream")
@@ -365,6 +368,7 @@ def create_app(state: State) -> Starlette:
             Route("/v1/requests/{request_id}/result", api("result", result), methods=["GET"]),
             Route("/v1/requests/{request_id}/cancel", api("cancel", cancel), methods=["POST"]),
             Route("/files/synthetic/{size:int}.bin", api("file", synthetic_file), methods=["GET"]),
+            Route("/files/redirect", api("file", redirect), methods=["GET"]),  # to ?to=: a CDN's redirect
             Route("/files/{request_id}/output.mp4", api("file", sample_file), methods=["GET"]),
             Route("/_control/{action}", control, methods=["GET", "POST"]),
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from pathlib import Path
 
@@ -84,6 +85,16 @@ def test_outputs_are_fetched_over_https_only_unless_loopback_is_allowed(runcomfy
             copy_output(RunComfyHook(), bad, ObjectStoragePath(f"file://{tmp_path}/x.mp4"), allow_loopback_http=allow)
     assert len(runcomfy_connection.log) == requests_before
     assert files_in(tmp_path) == []
+
+
+def test_a_redirect_is_checked_before_it_is_followed(runcomfy_connection, tmp_path):
+    url = generated_url(runcomfy_connection)
+    redirect = f"{runcomfy_connection.url}/files/redirect?to="
+    stored = copy(redirect + url, ObjectStoragePath(f"file://{tmp_path}/ok.mp4"))  # loopback http: allowed here
+    assert stored.sha256 == SAMPLE_SHA256
+    with pytest.raises(RunComfyInvalidInputError, match=re.escape("Refusing to download output 'http://192.0.2.1/")):
+        copy(redirect + "http://192.0.2.1/clip.mp4", ObjectStoragePath(f"file://{tmp_path}/x.mp4"))  # not followed
+    assert files_in(tmp_path) == ["ok.mp4"]
 
 
 def test_no_credentials_go_to_the_output_host(runcomfy_connection, tmp_path):
