@@ -8,11 +8,11 @@ the ``runcomfy_clips`` Asset whose extra holds model_id, request_id, prompt, see
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 
 from airflow.sdk import DAG, Asset, ObjectStoragePath, task
 
+from airflow_provider_runcomfy.io.storage import sha256_of
 from airflow_provider_runcomfy.operators.runcomfy import RunComfyTextToVideoOperator
 
 CLIPS = Asset("runcomfy_clips")
@@ -47,9 +47,7 @@ with DAG(
         # Scheduled runs get the event that triggered them; a manual run checks the latest clip.
         events = triggering_asset_events[CLIPS] if triggering_asset_events else [inlet_events[CLIPS][-1]]
         clip = events[-1].extra
-        with ObjectStoragePath(clip["uri"]).open("rb") as stored:
-            sha256 = hashlib.sha256(stored.read()).hexdigest()
-        if sha256 != clip["sha256"]:
+        if sha256_of(ObjectStoragePath(clip["uri"])) != clip["sha256"]:  # read in chunks, not into memory
             raise ValueError(f"{clip['uri']} changed since it was generated")
         print(f"Clip {clip['uri']} of request {clip['request_id']} ({clip['prompt']!r}, seed {clip['seed']}) is intact")
         return clip

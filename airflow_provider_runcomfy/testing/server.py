@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -36,9 +37,12 @@ from airflow_provider_runcomfy.exceptions import RunComfyInvalidInputError
 from airflow_provider_runcomfy.schemas import MODEL_INPUTS, validate_inputs
 
 SAMPLE_MP4 = Path(__file__).with_name("sample.mp4")
+SAMPLE_BYTES = SAMPLE_MP4.read_bytes()  # what every succeeded job's output.mp4 serves
+SAMPLE_SHA256 = hashlib.sha256(SAMPLE_BYTES).hexdigest()
 CALLS = ("submit", "status", "result", "cancel", "file", "any")
-FAULTS = ("429", "500", "502", "503", "drop", "short_body", "slow", "http200_error")
-OUTCOMES = {"succeeded": "succeeded", "failed": "failed", "completed_but_failed": "failed"}
+FAULTS = ("429", "500", "502", "503", "drop", "slow", "http200_error")
+# A failed job's status says `completed` (API-NOTES: the status/result trap); only the result call says `failed`.
+OUTCOMES = ("succeeded", "failed")
 CHUNK = 1 << 20
 _INCOMPLETE = "ASGI callable returned without completing response."
 
@@ -137,8 +141,8 @@ class State:
                 checked.append((self.faults, rule))
             elif "outcome" in rule:
                 if rule["outcome"] not in OUTCOMES:
-                    raise ValueError(f"outcome must be one of {tuple(OUTCOMES)}: {rule}")
-                checked.append((self.outcomes, {**rule, "outcome": OUTCOMES[rule["outcome"]]}))
+                    raise ValueError(f"outcome must be one of {OUTCOMES}: {rule}")
+                checked.append((self.outcomes, rule))
             elif "status_value" in rule:
                 checked.append((self.status_values, rule))
             else:
@@ -182,8 +186,8 @@ class Stream(Response):
     """A body sent in chunks under a declared Content-Length; ``cut`` stops after that many bytes.
 
     A cut response ends without completing, so uvicorn closes the connection: the client got a status line and
-    part of the body, then EOF. Uvicorn refuses to end a body shorter than its Content-Length cleanly, so a
-    ``short_body`` fault is such a cut as well.
+    part of the body, then EOF (a short body: uvicorn refuses to end a body shorter than its Content-Length
+    cleanly, so a cut is what a short body looks like on the wire).
     """
 
     def __init__(self, chunks: Iterable[bytes], length: int, media_type: str, status_code: int = 200):
@@ -252,7 +256,7 @@ def create_app(state: State) -> Starlette:
             await request.body()
             if kind == "slow":  # after the work: a slow submit has created its job even if the client gives up
                 await asyncio.sleep(float(fault.get("delay", 3.0)))
-            if kind in ("drop", "short_body"):
+            if kind == "drop":
                 if not isinstance(response, Stream):
                     response = Stream([response.body], len(response.body), response.media_type, response.status_code)
                 response.cut = response.length // 2
@@ -328,8 +332,7 @@ def create_app(state: State) -> Starlette:
     async def sample_file(request: Request, job: Job | None, entry: dict[str, Any]) -> Response:
         if job is None:
             return Response("Not Found", 404)
-        data = SAMPLE_MP4.read_bytes()
-        return Stream([data], len(data), "video/mp4")
+        return Stream([SAMPLE_BYTES], len(SAMPLE_BYTES), "video/mp4")
 
     async def redirect(request: Request, job: Any, entry: dict[str, Any]) -> Response:
         return RedirectResponse(request.query_params["to"], 302)

@@ -89,7 +89,6 @@ def test_every_bad_input_fails_clearly_without_a_job(deployment, server, report)
         ["a DAG file with a literal `resolution='1080p', duration=10`", f"import error: {PARSE_TIME_ERROR}", "no", "no"]
     )
 
-    assert len(rows) >= 20
     report.record(
         "bad_input",
         rows=[[n, *row] for n, row in enumerate(rows, 1)],

@@ -133,7 +133,7 @@ CASES = [
     ),
     Case(
         "job completed, but its result says failed",
-        outcomes=({"outcome": "completed_but_failed"},),
+        outcomes=({"outcome": "failed"},),
         variant="_noretry",
         state="failed",
         error="RunComfy request failed",

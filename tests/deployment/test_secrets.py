@@ -33,7 +33,6 @@ def scan_files(paths: list[Path]) -> tuple[int, int, dict[str, int]]:
 
 
 def test_the_api_token_appears_nowhere(deployment, report):
-    assert TOKEN.startswith("rcf-secret-") and len(TOKEN) > 40
     # The canary: a leak planted where task logs live is found by the same scan, then removed.
     canary = deployment.home / "logs" / "canary.log"
     canary.write_text(f"leaked: {TOKEN}\n")

@@ -9,14 +9,14 @@ import pytest
 import requests
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_runcomfy.testing.server import SAMPLE_MP4
+from airflow_provider_runcomfy.testing.server import SAMPLE_SHA256
 
-SAMPLE_SHA256 = hashlib.sha256(SAMPLE_MP4.read_bytes()).hexdigest()
+# dag_id: (RunComfy jobs, results that stored their outputs under output_dir)
 EXAMPLES = {
-    "example_runcomfy_text_to_video": 1,
-    "example_runcomfy_image_to_video": 1,
-    "example_runcomfy_split_pipeline": 1,
-    "example_runcomfy_batch": 3,
+    "example_runcomfy_text_to_video": (1, 1),
+    "example_runcomfy_image_to_video": (1, 0),
+    "example_runcomfy_split_pipeline": (1, 1),  # the download task's result
+    "example_runcomfy_batch": (3, 0),
 }
 
 
@@ -26,8 +26,8 @@ def results_of(run) -> list[dict]:
 
 
 def assert_stored_as_served(result: dict) -> None:
-    """Each stored file is byte-identical to what the server served."""
-    for url, file in zip(result["output_urls"], result.get("files", []), strict=False):
+    """Each output was stored, byte-identical to what the server served."""
+    for url, file in zip(result["output_urls"], result["files"], strict=True):
         served = hashlib.sha256(requests.get(url, timeout=5).content).hexdigest()
         with ObjectStoragePath(file["uri"]).open("rb") as stored:
             assert hashlib.sha256(stored.read()).hexdigest() == served == file["sha256"] == SAMPLE_SHA256
@@ -38,8 +38,9 @@ def output_dir(tmp_path) -> str:
     return (tmp_path / "outputs").as_uri()
 
 
-@pytest.mark.parametrize(("dag_id", "jobs"), EXAMPLES.items())
-def test_example_dag_succeeds(examples_sandbox, runcomfy_server, output_dir, dag_id, jobs):
+@pytest.mark.parametrize(("dag_id", "expected"), EXAMPLES.items())
+def test_example_dag_succeeds(examples_sandbox, runcomfy_server, output_dir, dag_id, expected):
+    jobs, stored_results = expected
     run = examples_sandbox.dags_test(dag_id, runcomfy_server, AIRFLOW_VAR_RUNCOMFY_OUTPUT_DIR=output_dir)
 
     assert run.returncode == 0, run.output[-4000:]
@@ -49,20 +50,15 @@ def test_example_dag_succeeds(examples_sandbox, runcomfy_server, output_dir, dag
     for result in results:
         [url] = result["output_urls"]
         assert requests.get(url, timeout=5).content[4:8] == b"ftyp"
+    stored = [r for r in results if "files" in r]
+    assert len(stored) == stored_results
+    for result in stored:
+        assert all(file["uri"].startswith(output_dir) for file in result["files"])
         assert_stored_as_served(result)
     assert runcomfy_server.submits == jobs
 
 
-def test_text_to_video_and_split_pipeline_store_their_clips(examples_sandbox, runcomfy_server, output_dir):
-    for dag_id in ("example_runcomfy_text_to_video", "example_runcomfy_split_pipeline"):
-        run = examples_sandbox.dags_test(dag_id, runcomfy_server, AIRFLOW_VAR_RUNCOMFY_OUTPUT_DIR=output_dir)
-        assert run.returncode == 0, run.output[-4000:]
-        stored = [r for r in results_of(run) if r.get("files")]
-        assert len(stored) == 1
-        assert stored[0]["files"][0]["uri"].startswith(output_dir)
-
-
-def test_asset_pipeline_schedules_the_checker_on_the_generated_clip(examples_sandbox, runcomfy_server, output_dir):
+def test_asset_pipeline_hands_the_clip_to_the_checker_in_its_event(examples_sandbox, runcomfy_server, output_dir):
     produced = examples_sandbox.dags_test(
         "runcomfy_generate_clip", runcomfy_server, AIRFLOW_VAR_RUNCOMFY_OUTPUT_DIR=output_dir
     )
@@ -105,7 +101,7 @@ def test_human_review_publishes_only_approved_clips(examples_sandbox, runcomfy_s
     assert answered == [1]
     generated = run.xcom("generate")
     assert_stored_as_served(generated)
-    published = sorted(p.name for p in (tmp_path / "outputs" / "published").glob("*")) if answer == "Approve" else []
+    published = sorted(p.name for p in (tmp_path / "outputs" / "published").glob("*"))
     expected = [ObjectStoragePath(generated["files"][0]["uri"]).name] if answer == "Approve" else []
     assert published == expected
     if answer == "Reject":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
@@ -20,6 +19,7 @@ from airflow_provider_runcomfy.exceptions import (
 )
 from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 from airflow_provider_runcomfy.schemas.pixverse import IMAGE_TO_VIDEO, TEXT_TO_VIDEO
+from airflow_provider_runcomfy.testing.ports import free_port
 from airflow_provider_runcomfy.testing.server import RunComfyTestServer
 
 T2V_INPUTS = {"prompt": "a red fox running through snow", "duration": 5}
@@ -160,9 +160,7 @@ def test_a_submit_that_may_have_arrived_is_never_sent_again(runcomfy_connection,
 
 
 def test_a_submit_that_never_left_is_retried_until_the_server_is_up():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = RunComfyTestServer(port=port)
     starter = threading.Timer(0.5, server.start)
     starter.start()

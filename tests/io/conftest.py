@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import uuid
 from unittest import mock
 
@@ -14,12 +13,12 @@ import pytest
 @pytest.fixture(scope="session")
 def moto_s3():
     """One moto S3 server for the session: Airflow caches a filesystem per connection, so its endpoint must stay."""
-    boto3 = pytest.importorskip("boto3")
+    import boto3
     from moto.server import ThreadedMotoServer
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    from airflow_provider_runcomfy.testing.ports import free_port
+
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

@@ -14,9 +14,7 @@ from airflow_provider_runcomfy.exceptions import RunComfyConnectionError, RunCom
 from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 from airflow_provider_runcomfy.io.storage import copy_output, output_name
 from airflow_provider_runcomfy.schemas.pixverse import TEXT_TO_VIDEO
-from airflow_provider_runcomfy.testing.server import SAMPLE_MP4, synthetic_chunks
-
-SAMPLE_SHA256 = hashlib.sha256(SAMPLE_MP4.read_bytes()).hexdigest()
+from airflow_provider_runcomfy.testing.server import SAMPLE_BYTES, SAMPLE_SHA256, synthetic_chunks
 
 
 def generated_url(server, **outcome) -> str:
@@ -42,16 +40,15 @@ def files_in(folder: Path) -> list[str]:
 def test_copy_to_a_local_path_is_byte_identical(runcomfy_connection, tmp_path):
     destination = ObjectStoragePath(f"file://{tmp_path}/clips/new/clip.mp4")
     stored = copy(generated_url(runcomfy_connection), destination)
-    assert stored.size == SAMPLE_MP4.stat().st_size
+    assert stored.size == len(SAMPLE_BYTES)
     assert stored.sha256 == SAMPLE_SHA256
     assert hashlib.sha256((tmp_path / "clips/new/clip.mp4").read_bytes()).hexdigest() == SAMPLE_SHA256
     assert files_in(tmp_path) == ["clip.mp4"]  # no temporary file left behind
 
 
-@pytest.mark.parametrize("fault", ["drop", "short_body"])
-def test_an_interrupted_download_leaves_nothing_and_a_retry_succeeds(runcomfy_connection, tmp_path, fault):
+def test_an_interrupted_download_leaves_nothing_and_a_retry_succeeds(runcomfy_connection, tmp_path):
     url = generated_url(runcomfy_connection)
-    runcomfy_connection.add_faults([{"call": "file", "fault": fault}])
+    runcomfy_connection.add_faults([{"call": "file", "fault": "drop"}])  # half the body, then EOF: a short body
     destination = ObjectStoragePath(f"file://{tmp_path}/clip.mp4")
     with pytest.raises(RunComfyConnectionError):
         copy(url, destination)
@@ -170,6 +167,6 @@ def test_copy_to_memory_once_attached(runcomfy_connection):
 
     assert stored.uri == str(destination)
     assert stored.sha256 == SAMPLE_SHA256
-    assert memory.cat_file("/runcomfy-test/clips/clip.mp4") == SAMPLE_MP4.read_bytes()
+    assert memory.cat_file("/runcomfy-test/clips/clip.mp4") == SAMPLE_BYTES
     assert memory.ls("/runcomfy-test/clips", detail=False) == ["/runcomfy-test/clips/clip.mp4"]  # no temporary left
     memory.rm("/runcomfy-test", recursive=True)

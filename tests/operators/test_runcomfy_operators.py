@@ -114,7 +114,7 @@ def test_sensor_poke_returns_the_operator_result(runcomfy_connection):
 
 
 def test_sensor_fails_when_the_job_fails(runcomfy_connection):
-    runcomfy_connection.add_outcomes([{"outcome": "completed_but_failed"}])
+    runcomfy_connection.add_outcomes([{"outcome": "failed"}])
     op = _op()
     request_id = op.hook.submit(op.model_id, op.request_inputs()).request_id
     wait_for_request(op, request_id)
@@ -139,11 +139,16 @@ def test_a_retry_reattaches_only_to_a_request_made_from_the_same_inputs(runcomfy
 
 
 def test_an_expired_request_is_submitted_afresh(runcomfy_connection):
-    op = _op()
-    op._body = {"prompt": "hi"}
-    status = op.get_job_status({"request_id": "long-gone", "inputs": op._fingerprint}, {})
-    assert status == "expired"
-    assert not op.is_job_active(status)
+    op, store = _op(), _Store()
+    op._body = op.request_inputs()
+    store.set(op.external_id_key, {"request_id": "long-gone", "inputs": op._fingerprint})  # RunComfy: 404
+
+    result = op.execute({"ti": _TaskInstance(), "task_state_store": store})
+
+    assert result["status"] == "succeeded"
+    assert result["request_id"] != "long-gone"
+    assert runcomfy_connection.submits == 1
+    assert store["request_id"]["request_id"] == result["request_id"]
 
 
 @pytest.mark.parametrize("name", ["../{request_id}{ext}", "/abs/{request_id}", "{unknown}"])

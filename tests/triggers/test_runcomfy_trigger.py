@@ -6,8 +6,6 @@ import asyncio
 import json
 import time
 
-import pytest
-
 from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 from airflow_provider_runcomfy.schemas.pixverse import TEXT_TO_VIDEO
 from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
@@ -56,9 +54,8 @@ async def test_run_fires_once_with_the_result_when_the_job_succeeds(runcomfy_con
     assert runcomfy_connection.submits == 1
 
 
-@pytest.mark.parametrize("outcome", ["failed", "completed_but_failed"])
-async def test_a_failed_job_is_reported_failed_even_when_the_status_says_completed(runcomfy_connection, outcome):
-    runcomfy_connection.add_outcomes([{"outcome": outcome}])
+async def test_a_failed_job_is_reported_failed_even_when_the_status_says_completed(runcomfy_connection):
+    runcomfy_connection.add_outcomes([{"outcome": "failed"}])
     event = await first_event(trigger_for(submit()))
     assert event["status"] == "failed"
     assert event["result"]["error"]
