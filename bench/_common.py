@@ -43,13 +43,12 @@ a ratio within that distance of its target can fall on either side of it in anot
 
 @dataclass
 class Child:
-    """A finished child process: what it printed, its exit status, peak RSS (MiB), wall and CPU time (s)."""
+    """A finished child process: what it printed, its exit status, peak RSS (MiB) and CPU time (s)."""
 
     stdout: str
     stderr: str
     returncode: int
     peak_rss_mb: float
-    wall: float
     cpu: float
 
     def json(self) -> dict[str, Any]:
@@ -58,7 +57,12 @@ class Child:
 
 
 def run_child(args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 600) -> Child:
-    """Run ``args`` and reap it with ``wait4``: its ``ru_maxrss`` is that process's own peak, nobody else's."""
+    """Run ``args`` and reap it with ``wait4``: its ``ru_maxrss`` is that process's own peak, nobody else's.
+
+    One caveat: Linux keeps ``ru_maxrss`` across ``exec``, so a child's figure is never below this process's RSS
+    when it forked. The parent therefore stays lean (no Airflow, boto3 or psutil imports): its ~25 MiB is the
+    floor of every figure (curl's row shows it).
+    """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(args, stdout=out, stderr=err, env={**os.environ, **(env or {})}, cwd=ROOT)
@@ -72,12 +76,11 @@ def run_child(args: Sequence[str], *, env: dict[str, str] | None = None, timeout
                 _, status, usage = os.wait4(proc.pid, 0)
                 break
             time.sleep(0.02)
-        wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait for it again
         out.seek(0)
         err.seek(0)
         cpu = usage.ru_utime + usage.ru_stime
-        child = Child(out.read(), err.read(), proc.returncode, usage.ru_maxrss / 1024, wall, cpu)
+        child = Child(out.read(), err.read(), proc.returncode, usage.ru_maxrss / 1024, cpu)
     if child.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} exited with {child.returncode}:\n{child.stderr[-3000:]}")
     return child
@@ -133,6 +136,11 @@ def verdict(met: bool) -> str:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def median_of(samples: Sequence[dict[str, Any]], key: str) -> float:
+    """The median of one figure over the samples (rounds or runs) of a contender."""
+    return statistics.median(sample[key] for sample in samples)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -15,7 +15,7 @@ process of its own, interleaved over several rounds:
   endpoints, with one aiohttp session per request as the HTTP provider's own triggers (``HttpTrigger``,
   ``HttpSensorTrigger``) do.
 
-All three read the status every ``--interval`` seconds and the result once the status says the job is done.
+All four read the status every ``--interval`` seconds and the result once the status says the job is done.
 Reported: CPU seconds of the watching process per 1000 HTTP requests, its peak RSS, HTTP requests and TCP
 connections per job (from the server's request log), and the delay from a job's ``finished_at`` on the server to
 its event. Run: ``.venv/bin/python bench/trigger_fanout.py`` (``--quick`` for one small round).
@@ -211,6 +211,8 @@ async def child(contender: str, n: int, url: str, interval: float) -> dict[str, 
 
 def measure(contender: str, n: int, url: str, interval: float, env: dict[str, str]) -> dict[str, Any]:
     """One contender watching n jobs in its own process; the server's log tells what reached it."""
+    # Plain httpx, not testing.deployment.RunComfyControl: importing that (Airflow, psutil) would raise this
+    # process's RSS, which every child's peak inherits (see _common.run_child).
     httpx.post(f"{url}/_control/reset").raise_for_status()
     # The warm-up job finishes at once, the others spread over SPREAD seconds, none before the watch begins.
     rules = [{"outcome": "succeeded", "queue_seconds": 0, "run_seconds": 0.1}]
@@ -289,7 +291,7 @@ def report(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[in
     """The tables, with each target's verdict computed from the same numbers."""
 
     def med(contender: str, n: int, key: str) -> float:
-        return _common.median([sample[key] for sample in samples[contender, n]])
+        return _common.median_of(samples[contender, n], key)
 
     def ratio(top: str, bottom: str, n: int) -> float:  # paired within a round, then the median over rounds
         pairs = zip(samples[top, n], samples[bottom, n], strict=True)
@@ -397,7 +399,7 @@ def chart(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[int
     import matplotlib.ticker
 
     def med(contender: str, n: int, key: str) -> float:
-        return _common.median([sample[key] for sample in samples[contender, n]])
+        return _common.median_of(samples[contender, n], key)
 
     panels = [  # title, metric, target line and its label, log scale
         ("CPU seconds per 1000 requests", "cpu_per_1000", None, "", True),

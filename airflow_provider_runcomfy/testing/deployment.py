@@ -31,6 +31,7 @@ from typing import Any
 import psutil
 import requests
 
+from airflow_provider_runcomfy.testing.dag_test import POOL
 from airflow_provider_runcomfy.testing.ports import free_port
 from airflow_provider_runcomfy.testing.postgres import PrivateCluster, ensure_installed
 
@@ -461,7 +462,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("install-postgres", help="install Debian's postgresql if it is missing (root)")
     up = commands.add_parser("up", help="start a deployment and keep it up until Ctrl-C")
-    up.add_argument("--dags", type=Path, required=True, help="the DAGs folder")
+    up.add_argument("--dags", type=Path, default=Path("example_dags"), help="the DAGs folder (default: %(default)s)")
     up.add_argument("--parallelism", type=int, default=4)
     args = parser.parse_args(argv)
     if args.command == "install-postgres":
@@ -472,7 +473,7 @@ def main(argv: list[str] | None = None) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, _frame: stop.append(signum))
     with AirflowDeployment(root, args.dags, parallelism=args.parallelism) as deployment:
-        deployment.airflow("pools", "set", "runcomfy", "4", "RunComfy jobs (example DAGs)")
+        deployment.airflow("pools", "set", *POOL)
         print(f"Airflow UI and API: {deployment.api.url} (every user is admin)")
         print(f"RunComfy server:    {deployment.server_url} (token in AIRFLOW_CONN_RUNCOMFY_DEFAULT)")
         print(f"Logs:               {root}   -- Ctrl-C stops everything", flush=True)

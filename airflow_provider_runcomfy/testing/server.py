@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -298,7 +299,7 @@ def create_app(state: State) -> Starlette:
         if body["status"] in ("in_queue", "in_progress") and (override := state.take(state.status_values)):
             body["status"] = override["status_value"]
         elif body["status"] == "in_queue":
-            earlier = list(state.jobs.values())[: list(state.jobs).index(job.request_id)]
+            earlier = itertools.takewhile(lambda other: other is not job, state.jobs.values())  # submit order
             body["queue_position"] = sum(other.status(now) == "in_queue" for other in earlier)
         body.update(urls(request, job.request_id))
         del body["cancel_url"]
