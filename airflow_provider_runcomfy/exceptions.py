@@ -77,4 +77,12 @@ class RunComfyConnectionError(RunComfyError):
 
 
 class RunComfyJobError(RunComfyError):
-    """The job itself ended without success: failed, cancelled, or out of time."""
+    """The job itself ended without success (failed, cancelled), has not finished, or ran out of time."""
+
+
+class RunComfyTimeoutError(RunComfyJobError):
+    """The job did not finish in time. ``cancelled`` says whether it was still queued and has been cancelled."""
+
+    def __init__(self, message: str, *, cancelled: bool = False, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.cancelled = cancelled

@@ -7,3 +7,21 @@ import tempfile
 
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="runcomfy-airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+
+# What a unit test may not use: a server, an Airflow run, a deployment, an object store.
+_SLOW_FIXTURES = {"runcomfy_server", "runcomfy_connection", "deployment", "s3_bucket", "server"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test marked ``unit`` that asks for a server or an Airflow run is a mistake: say so at collection."""
+    import pytest
+
+    for item in items:
+        if item.get_closest_marker("unit") is None:
+            continue
+        slow = _SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) | {
+            name for name in getattr(item, "fixturenames", ()) if name.endswith("sandbox")
+        }
+        if slow:
+            raise pytest.UsageError(f"{item.nodeid} is marked unit but uses {sorted(slow)}")

@@ -1,9 +1,11 @@
-"""RunComfyHook: the only code that speaks to RunComfy's Model API.
+"""RunComfyHook: the only code that speaks to RunComfy's Model API, and the only code that waits for a job.
 
 Sync calls (operators on a worker) go over one kept-alive ``requests.Session``; async calls (triggers) over an
 ``aiohttp.ClientSession`` shared by every hook of an event loop. Both use one retry policy: reads are retried on
 connection errors, timeouts, 429 and 5xx; a submit is retried only when it provably never reached the server,
 because RunComfy has no idempotency key and a submit that arrives twice is paid twice.
+
+Waiting follows one terminal rule (:func:`_watch`) on both sides: the sync wait, the trigger and a sensor's poke.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import email.utils
 import ipaddress
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
@@ -42,6 +44,7 @@ from airflow_provider_runcomfy.exceptions import (
     RunComfyNotFoundError,
     RunComfyRateLimitError,
     RunComfyServerError,
+    RunComfyTimeoutError,
 )
 from airflow_provider_runcomfy.schemas import validate_inputs
 from airflow_provider_runcomfy.schemas.api import CancelResponse, RequestResult, RequestStatus, SubmitResponse
@@ -79,9 +82,8 @@ _ERRORS_BY_STATUS: dict[int, type[RunComfyError]] = {
 }
 
 # One aiohttp session per event loop and base URL: a triggerer runs hundreds of triggers in one loop, and a session
-# per poll would open a connection (and a TLS handshake) per poll. aiohttp rather than httpx: httpx's connection
-# pool costs CPU that grows with its size and with the requests waiting in it (bench/trigger_fanout.py measured
-# ~5 ms of CPU per poll with 100 triggers, against ~0.2 ms here). The sessions of a loop are closed when the loop
+# per poll would open a connection (and a TLS handshake) per poll. aiohttp because its pool's cost per request stays
+# flat with hundreds of requests waiting in it (bench/RESULTS.md). The sessions of a loop are closed when the loop
 # shuts down (``asyncio.run`` and the triggerer do that), by ``_close_at_shutdown``.
 # Plain dicts: their values refer to the loop, so weak keys would never expire anyway; ``_close_at_shutdown``
 # removes a loop's entries. ``_closers`` holds each closer because a loop keeps its async generators in a WeakSet.
@@ -234,6 +236,44 @@ class RunComfyHook(BaseHook):
         except requests.RequestException as error:
             raise self._transport_error(error, False, "GET", url, None) from None
 
+    def wait_for_request(
+        self,
+        request_id: str,
+        *,
+        timeout: float,
+        poll_interval: float = 10.0,
+        include_cost: bool = False,
+        cancel_on_timeout: bool = True,
+    ) -> RequestResult:
+        """Poll until the request has finished and return its final result (succeeded, failed or cancelled).
+
+        Past ``timeout`` seconds, a job still queued is cancelled (``cancel_on_timeout``) and
+        :class:`RunComfyTimeoutError` is raised; a running job cannot be cancelled and is left to finish.
+        """
+        watch = _watch(request_id, self.log, timeout, poll_interval, include_cost, cancel_on_timeout)
+        return self._drive(watch, request_id, stop_at_sleep=False)
+
+    def poll_request(self, request_id: str, *, include_cost: bool = False) -> RequestResult | None:
+        """One look: the final result if the request has finished, ``None`` while it runs (a sensor's poke)."""
+        watch = _watch(request_id, self.log, float("inf"), 0.0, include_cost, False, log_elapsed=False)
+        return self._drive(watch, request_id, stop_at_sleep=True)
+
+    def _drive(
+        self, watch: Generator[_Call, Any, RequestResult], request_id: str, *, stop_at_sleep: bool
+    ) -> RequestResult | None:
+        answer = None
+        try:
+            while True:
+                call = watch.send(answer)
+                if call.method is None:
+                    if stop_at_sleep:
+                        return None
+                    answer = time.sleep(call.seconds)
+                else:
+                    answer = getattr(self, call.method)(request_id, **call.kwargs)
+        except StopIteration as done:
+            return done.value
+
     def test_connection(self) -> tuple[bool, str]:
         """Ask for the status of a request that cannot exist: authenticated, free, and it proves the token."""
         try:
@@ -296,6 +336,30 @@ class RunComfyHook(BaseHook):
     async def acancel(self, request_id: str) -> CancelResponse:
         return await self._acall("POST", f"{_request_path(request_id)}/cancel", CancelResponse, request_id)
 
+    async def await_request(
+        self,
+        request_id: str,
+        *,
+        timeout: float,
+        poll_interval: float = 10.0,
+        include_cost: bool = False,
+        cancel_on_timeout: bool = True,
+    ) -> RequestResult:
+        """:meth:`wait_for_request` for an event loop (the triggerer): the same rule, the same answers."""
+        import asyncio
+
+        watch = _watch(request_id, self.log, timeout, poll_interval, include_cost, cancel_on_timeout)
+        answer = None
+        try:
+            while True:
+                call = watch.send(answer)
+                if call.method is None:
+                    answer = await asyncio.sleep(call.seconds)
+                else:  # the async twin of the sync method: aget_status, aget_result, acancel
+                    answer = await getattr(self, f"a{call.method}")(request_id, **call.kwargs)
+        except StopIteration as done:
+            return done.value
+
     async def _acall(self, method: str, path: str, answer: type[Answer], request_id: str, **kwargs: Any) -> Answer:
         import asyncio
 
@@ -318,9 +382,9 @@ class RunComfyHook(BaseHook):
                 raise self._transport_error(error, never_sent, method, path, request_id) from None
             return self._parse(r.status, r.headers, content, answer, request_id)
 
-        # Most calls succeed at once, and tenacity's bookkeeping costs about as much CPU as the request itself when a
-        # triggerer polls for hundreds of jobs (bench/trigger_fanout.py). So the first try runs bare; if it fails,
-        # its error is replayed to tenacity as its first try, and the one retry policy decides as always.
+        # Most calls succeed at once, and tenacity's bookkeeping per call is not free when a triggerer polls for
+        # hundreds of jobs. So the first try runs bare; if it fails, its error is replayed to tenacity as its first
+        # try, and the one retry policy decides as always.
         try:
             return await attempt()
         except RunComfyError as error:
@@ -478,6 +542,77 @@ async def _close_at_shutdown(loop: asyncio.AbstractEventLoop, sessions: dict[str
         _closers.pop(loop, None)
         for session in list(sessions.values()):
             await session.close()
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What :func:`_watch` asks its driver for: a call of the hook's ``method`` (``get_status``, ``get_result``,
+    ``cancel``; the async side calls their ``a``-prefixed twins) with ``kwargs``, or, without a method, a sleep."""
+
+    method: str | None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _watch(
+    request_id: str,
+    log: Any,
+    timeout: float,
+    poll_interval: float,
+    include_cost: bool,
+    cancel_on_timeout: bool,
+    *,
+    log_elapsed: bool = True,
+) -> Generator[_Call, Any, RequestResult]:
+    """The one terminal rule, free of I/O so that the sync and the async side drive the same code.
+
+    A request has finished when the status call says so and the result call agrees: the status call says
+    ``completed`` for a failed job too, and the result can lag behind it, still saying ``in_progress``. The result's
+    status (succeeded, failed, cancelled) is returned; :meth:`RequestResult.raise_for_outcome` judges it. Past the
+    deadline a still-queued job is cancelled (if ``cancel_on_timeout``) and :class:`RunComfyTimeoutError` raised.
+    """
+    progress = Progress(request_id, log, log_elapsed=log_elapsed)
+    deadline = time.monotonic() + timeout
+    while True:
+        status: RequestStatus = yield _Call("get_status")
+        progress.update(status.status, status.queue_position)
+        if status.is_finished:
+            result: RequestResult = yield _Call("get_result", {"include_cost": include_cost})
+            if result.is_finished:
+                return result
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            cancelled = cancel_on_timeout and (yield _Call("cancel")).cancelled
+            if cancelled:
+                what = "it was still queued and has been cancelled"
+            elif cancel_on_timeout:
+                what = "it could not be cancelled (already running: RunComfy still charges it)"
+            else:
+                what = "it was left running"
+            raise RunComfyTimeoutError(
+                f"RunComfy request did not finish within {timeout:.0f}s; {what}",
+                cancelled=cancelled,
+                request_id=request_id,
+            )
+        yield _Call(None, seconds=min(poll_interval, remaining))
+
+
+class Progress:
+    """Logs each change of a request's state once, with its queue position and the time spent so far."""
+
+    def __init__(self, request_id: str, log: Any, *, log_elapsed: bool = True) -> None:
+        self.request_id = request_id
+        self.log = log
+        self.started = time.monotonic() if log_elapsed else None
+        self.last: tuple[str, int | None] | None = None
+
+    def update(self, status: str, queue_position: int | None = None) -> None:
+        if (status, queue_position) == self.last:
+            return
+        self.last = (status, queue_position)
+        where = f" (queue position {queue_position})" if queue_position is not None else ""
+        elapsed = f" after {time.monotonic() - self.started:.1f}s" if self.started is not None else ""
+        self.log.info("RunComfy request %s is %s%s%s", self.request_id, status, where, elapsed)
 
 
 @dataclass(frozen=True)

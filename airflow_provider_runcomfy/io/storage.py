@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 #: Default file name of an output: unique per request, ordered per output, with the URL's extension.
 DEFAULT_NAME = "{request_id}_{index}{ext}"
 DEFAULT_MAX_BYTES = 2 << 30  # 2 GiB: far above a PixVerse clip, low enough to stop a runaway download
-# What an object store's writer buffers before sending a part. With s3fs's default (50 MiB) a copy held ~150 MiB
-# while uploading a part (bench/download.py); 16 MiB parts keep it to a few tens of MiB, are still large enough
-# for s3fs's one-part-at-a-time upload, and S3's 10,000 parts still allow 160 GB. Local files ignore it.
+# What an object store's writer buffers before sending a part: small enough that a copy's memory stays a few
+# parts whatever the file's size, large enough for s3fs's one-part-at-a-time upload, and S3's 10,000 parts still
+# allow 160 GB. Local files ignore it.
 UPLOAD_PART_BYTES = 16 << 20
 _EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,8}")
 
@@ -69,6 +69,45 @@ def output_name(template: str, *, request_id: str, index: int, url: str, map_ind
     return name
 
 
+def store_outputs(
+    hook: RunComfyHook,
+    urls: list[str],
+    *,
+    request_id: str,
+    output_dir: str | ObjectStoragePath,
+    name_template: str,
+    map_index: int,
+    max_bytes: int,
+    allow_loopback_http: bool,
+    state_store: Any = None,
+) -> list[StoredFile]:
+    """Copy every output URL under ``output_dir``; a re-run that finds its own files intact skips them.
+
+    What was stored is recorded in the task state store (Airflow 3.3+, ``state_store``) under ``files``.
+    """
+    from airflow.sdk import ObjectStoragePath
+
+    base = output_dir if isinstance(output_dir, ObjectStoragePath) else ObjectStoragePath(output_dir)
+    previous = (state_store.get("files") if state_store is not None else None) or {}
+    stored = []
+    for index, url in enumerate(urls):
+        name = output_name(name_template, request_id=request_id, index=index, url=url, map_index=map_index)
+        destination = base / name
+        stored.append(
+            copy_output(
+                hook,
+                url,
+                destination,
+                max_bytes=max_bytes,
+                allow_loopback_http=allow_loopback_http,
+                previous=previous.get(str(destination)),
+            )
+        )
+    if state_store is not None and stored:
+        state_store.set("files", {file.uri: file.as_dict() for file in stored})
+    return stored
+
+
 def copy_output(
     hook: RunComfyHook,
     url: str,
@@ -95,8 +134,7 @@ def copy_output(
         try:
             # The sha256 costs more CPU than receiving and writing together. It runs here, on each chunk just
             # received (still in the CPU's cache), while a thread writes the previous one (file writes and uploads
-            # release the GIL): about 0.9x curl's speed at 1 GiB in bench/download.py, 0.78x with the roles swapped.
-            # At most two chunks are held at once.
+            # release the GIL). At most two chunks are held at once.
             with partial.open("wb", block_size=UPLOAD_PART_BYTES) as out, ThreadPoolExecutor(1) as writer:
                 written: Future[int] | None = None
                 for chunk in stream.chunks:

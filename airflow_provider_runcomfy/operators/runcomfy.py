@@ -9,38 +9,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import ResumableJobMixin
-from airflow.sdk import Asset, BaseOperator, conf
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, ResumableJobMixin, conf
 from pydantic import BaseModel
 
-from airflow_provider_runcomfy.exceptions import (
-    RunComfyConnectionError,
-    RunComfyError,
-    RunComfyJobError,
-    RunComfyNotFoundError,
-)
-from airflow_provider_runcomfy.io.storage import DEFAULT_MAX_BYTES, DEFAULT_NAME, copy_output, output_name
+from airflow_provider_runcomfy.exceptions import RunComfyConnectionError, RunComfyJobError, RunComfyNotFoundError
+from airflow_provider_runcomfy.io.storage import DEFAULT_MAX_BYTES, DEFAULT_NAME, output_name
 from airflow_provider_runcomfy.links.runcomfy import RunComfyOutputLink
 from airflow_provider_runcomfy.schemas import validate_inputs
-from airflow_provider_runcomfy.schemas.api import FINISHED_RESULT_STATUSES, RequestResult
+from airflow_provider_runcomfy.schemas.api import FINISHED_RESULT_STATUSES, RequestEvent, RequestResult
 from airflow_provider_runcomfy.schemas.pixverse import (
     IMAGE_TO_VIDEO,
     TEXT_TO_VIDEO,
     PixVerseImageToVideoInput,
     PixVerseTextToVideoInput,
 )
+from airflow_provider_runcomfy.utils.mixins import RunComfyTaskMixin, check_hook_params
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
-
-    from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 
 _GONE = "expired"  # a stored request that RunComfy no longer knows: submit afresh
 _STALE = "inputs_changed"  # a stored request made from other inputs (the DAG changed, then was cleared): submit afresh
@@ -50,19 +40,7 @@ class _EarlierRequestCancelled(Exception):
     """The earlier try's request, which this try reattached to, was cancelled while this try waited for it."""
 
 
-class UsesRunComfyHook:
-    """A task's ``hook``: made on first use, so parsing a DAG imports no HTTP client."""
-
-    runcomfy_conn_id: str
-
-    @cached_property
-    def hook(self) -> RunComfyHook:
-        from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
-
-        return RunComfyHook(self.runcomfy_conn_id)
-
-
-class RunComfyModelOperator(UsesRunComfyHook, ResumableJobMixin, BaseOperator):
+class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
     """Run any RunComfy model and return its outputs (see the XCom contract in the README).
 
     :param model_id: Catalog id, e.g. ``pixverse/pixverse/v5.5/text-to-video``. (templated)
@@ -84,6 +62,8 @@ class RunComfyModelOperator(UsesRunComfyHook, ResumableJobMixin, BaseOperator):
     :param max_output_bytes: Refuse to copy an output larger than this.
     :param allow_loopback_http: Also fetch outputs over plain http from a loopback host (the local server);
         default: ``[runcomfy] allow_loopback_http``. Anything else is fetched over https only.
+    :param hook_params: Keyword arguments of :class:`RunComfyHook` for the worker and the trigger: ``timeout``
+        (of one HTTP call), ``max_retries``, ``retry_min_wait``, ``retry_max_wait``.
     """
 
     template_fields: Sequence[str] = ("model_id", "inputs", "output_dir", "output_name")
@@ -108,9 +88,11 @@ class RunComfyModelOperator(UsesRunComfyHook, ResumableJobMixin, BaseOperator):
         output_name: str = DEFAULT_NAME,
         max_output_bytes: int = DEFAULT_MAX_BYTES,
         allow_loopback_http: bool | None = None,
+        hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.hook_params = check_hook_params(hook_params)
         self.output_dir = output_dir
         self.output_name = output_name
         self.max_output_bytes = max_output_bytes
@@ -126,6 +108,7 @@ class RunComfyModelOperator(UsesRunComfyHook, ResumableJobMixin, BaseOperator):
         self.include_cost = include_cost
         self.request_id: str | None = None
         self._submitted: str | None = None  # the request this try submitted, if any
+        self._final: RequestResult | None = None  # the finished result the wait returned
         self._outcome: dict[str, Any] | None = None
         self._validate_literal_inputs()
         _check_output_name(self.output_name)
@@ -151,6 +134,7 @@ class RunComfyModelOperator(UsesRunComfyHook, ResumableJobMixin, BaseOperator):
             # cancelling the queued job: the try can reattach to it and then see it cancelled. A cancelled request
             # of an earlier try is submitted afresh (the mixin does so now that the store holds a cancelled one).
             self.log.warning("%s; submitting afresh", cancelled)
+            self._final = None
             return self.execute_resumable(context)
 
     @property
@@ -194,10 +178,21 @@ class RunComfyModelOperator(UsesRunComfyHook, ResumableJobMixin, BaseOperator):
         request_id = self._attach(context, external_id["request_id"])
         if self.wait_for_completion:
             if not self.deferrable:
-                wait_for_request(self, request_id)
-            elif not self.hook.get_status(request_id).is_finished:  # a finished job does not defer
-                reattached = {"reattached": True} if request_id != self._submitted else None
-                self.defer(trigger=self._trigger(request_id), method_name="execute_complete", kwargs=reattached)
+                self._final = self.hook.wait_for_request(
+                    request_id, timeout=self.timeout, poll_interval=self.poll_interval, include_cost=self.include_cost
+                )
+            else:
+                self._final = self.hook.poll_request(request_id, include_cost=self.include_cost)
+                if self._final is None:  # a finished job does not defer
+                    trigger = self.request_trigger(
+                        request_id,
+                        timeout=self.timeout,
+                        poll_interval=self.poll_interval,
+                        cancel_on_timeout=True,
+                        cancel_on_kill=self.cancel_on_kill,
+                    )
+                    reattached = {"reattached": True} if request_id != self._submitted else None
+                    self.defer(trigger=trigger, method_name="execute_complete", kwargs=reattached)
         # ResumableJobMixin returns this value when it reattaches to a running job (it asks get_job_result
         # only after a fresh submit), so both paths must yield the task's result.
         return self.get_job_result(external_id, context)
@@ -208,17 +203,18 @@ class RunComfyModelOperator(UsesRunComfyHook, ResumableJobMixin, BaseOperator):
             if not self.wait_for_completion:
                 self._outcome = {"request_id": request_id, "model_id": self.model_id, "status": "submitted"}
             else:
-                result = self.hook.get_result(request_id, include_cost=self.include_cost)
+                result = self._final or self.hook.get_result(request_id, include_cost=self.include_cost)
                 if result.cancelled and request_id != self._submitted:
                     raise _EarlierRequestCancelled(f"RunComfy request {request_id} of an earlier try was cancelled")
-                self._outcome = deliver_outputs(self, context, finish(self, result), self.request_inputs())
+                self._outcome = self.task_result(context, result, self.request_inputs())
         return self._outcome
 
     def execute_complete(self, context: Context, event: dict[str, Any], reattached: bool = False) -> dict[str, Any]:
-        if reattached and event["status"] == "cancelled":
-            self.log.warning("RunComfy request %s of an earlier try was cancelled", event["result"]["request_id"])
+        result = RequestEvent.model_validate(event).outcome()
+        if reattached and result.cancelled:
+            self.log.warning("RunComfy request %s of an earlier try was cancelled", result.request_id)
             return self.execute(context)  # the store holds the cancelled request: the mixin submits afresh
-        return deliver_outputs(self, context, finish_event(self, event), self.request_inputs())
+        return self.task_result(context, result, self.request_inputs())
 
     def on_kill(self) -> None:
         if self.cancel_on_kill and self.request_id:
@@ -230,18 +226,6 @@ class RunComfyModelOperator(UsesRunComfyHook, ResumableJobMixin, BaseOperator):
             self.request_id = request_id
             context["ti"].xcom_push(key="request_id", value=request_id)
         return request_id
-
-    def _trigger(self, request_id: str):
-        from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
-
-        return RunComfyRequestTrigger(
-            request_id=request_id,
-            runcomfy_conn_id=self.runcomfy_conn_id,
-            end_time=time.time() + self.timeout,
-            poll_interval=self.poll_interval,
-            include_cost=self.include_cost,
-            cancel_on_kill=self.cancel_on_kill,
-        )
 
 
 class _PixVerseOperator(RunComfyModelOperator):
@@ -315,76 +299,13 @@ class RunComfyImageToVideoOperator(_PixVerseOperator):
         super().__init__(model_id=model_id, **kwargs)
 
 
-# -- waiting and outcomes, shared with RunComfyRequestSensor ---------------------------------------------------
-
-
-def wait_for_request(task: Any, request_id: str) -> None:
-    """Poll on the worker until the request finishes; past ``task.timeout``, cancel it and fail."""
-    from airflow_provider_runcomfy.triggers.runcomfy import Progress
-
-    progress = Progress(request_id, task.log)
-    deadline = time.monotonic() + task.timeout
-    while True:
-        status = task.hook.get_status(request_id)
-        progress.update(status.status, status.queue_position)
-        if status.is_finished:
-            return
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise timed_out(task, request_id, task.hook.cancel(request_id).cancelled)
-        time.sleep(min(task.poll_interval, remaining))
-
-
-def timed_out(task: Any, request_id: str, cancelled: bool) -> RunComfyJobError:
-    what = (
-        "it was still queued and has been cancelled"
-        if cancelled
-        else "it could not be cancelled (already running: RunComfy still charges it)"
-    )
-    return RunComfyJobError(
-        f"RunComfy request did not finish within {task.timeout:.0f}s; {what}", request_id=request_id
-    )
-
-
-def finish(task: Any, result: RequestResult) -> dict[str, Any]:
-    """The task's return value for a request that succeeded; any other outcome fails the task."""
-    if not result.succeeded:
-        if result.failed:
-            reason = f"failed: {result.error}"
-        elif result.cancelled:
-            reason = "was cancelled"
-        else:
-            reason = f"ended in an unexpected state {result.status!r}"
-        raise RunComfyJobError(f"RunComfy request {reason}", request_id=result.request_id)
-    summary = {
-        "request_id": result.request_id,
-        "model_id": getattr(task, "model_id", None),
-        "status": result.status,
-        "output": result.output,
-        "output_urls": result.output_urls,
-    }
-    if result.cost is not None:
-        summary["cost"] = result.cost
-    task.output_urls = result.output_urls  # for RunComfyOutputLink
-    task.log.info("RunComfy request %s succeeded: %s", result.request_id, ", ".join(result.output_urls))
-    return summary
-
-
-def finish_event(task: Any, event: dict[str, Any]) -> dict[str, Any]:
-    """The outcome of a trigger event: the same rules as :func:`finish`."""
-    if event["status"] == "timeout":
-        raise timed_out(task, event["request_id"], event["cancelled"])
-    if event["status"] == "error":
-        raise RunComfyError(event["message"], request_id=event["request_id"])
-    return finish(task, RequestResult.model_validate(event["result"]))
-
-
-class RunComfyDownloadOperator(UsesRunComfyHook, BaseOperator):
+class RunComfyDownloadOperator(RunComfyTaskMixin, BaseOperator):
     """Copy the outputs of a finished request to object storage: the last step of a split pipeline.
 
     Returns the same dict as the model operators, with ``files``; emits Asset events for its ``outlets``.
     Takes ``request_id``, ``output_dir``, ``output_name`` (all templated), ``model_id`` (for the return value),
-    and ``runcomfy_conn_id``, ``max_output_bytes``, ``allow_loopback_http`` as the model operators do.
+    and ``runcomfy_conn_id``, ``max_output_bytes``, ``allow_loopback_http``, ``hook_params`` as the model
+    operators do. A request that has not finished fails the task: wait for it with ``RunComfyRequestSensor``.
     """
 
     template_fields: Sequence[str] = ("request_id", "output_dir", "output_name", "model_id")
@@ -401,9 +322,11 @@ class RunComfyDownloadOperator(UsesRunComfyHook, BaseOperator):
         runcomfy_conn_id: str = "runcomfy_default",
         max_output_bytes: int = DEFAULT_MAX_BYTES,
         allow_loopback_http: bool | None = None,
+        hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.hook_params = check_hook_params(hook_params)
         self.request_id = request_id
         self.output_dir = output_dir
         self.output_name = output_name
@@ -414,58 +337,14 @@ class RunComfyDownloadOperator(UsesRunComfyHook, BaseOperator):
         _check_output_name(self.output_name)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        return deliver_outputs(self, context, finish(self, self.hook.get_result(self.request_id)), {})
-
-
-def deliver_outputs(task: Any, context: Context, result: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
-    """Copy the outputs to ``task.output_dir`` (if set) and emit Asset events for ``task.outlets``."""
-    if task.output_dir:
-        result = {**result, "files": store_outputs(task, context, result)}
-    assets = [outlet for outlet in task.outlets if isinstance(outlet, Asset)]
-    if assets:
-        first = (result.get("files") or [{"uri": next(iter(result["output_urls"]), None), "sha256": None}])[0]
-        extra = {
-            "model_id": result["model_id"],
-            "request_id": result["request_id"],
-            "prompt": inputs.get("prompt"),
-            "seed": inputs.get("seed"),
-            "uri": first["uri"],
-            "sha256": first["sha256"],
-            "files": result.get("files", []),
-        }
-        for asset in assets:
-            context["outlet_events"][asset].extra = extra
-    return result
-
-
-def store_outputs(task: Any, context: Context, result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Copy every output URL under ``task.output_dir``; a re-run finding its own files intact skips them."""
-    from airflow.sdk import ObjectStoragePath
-
-    base = task.output_dir if isinstance(task.output_dir, ObjectStoragePath) else ObjectStoragePath(task.output_dir)
-    allow_http = task.allow_loopback_http
-    if allow_http is None:
-        allow_http = conf.getboolean("runcomfy", "allow_loopback_http", fallback=False)
-    store = context.get("task_state_store")
-    previous = (store.get("files") if store is not None else None) or {}
-    files = []
-    for index, url in enumerate(result["output_urls"]):
-        name = output_name(
-            task.output_name, request_id=result["request_id"], index=index, url=url, map_index=context["ti"].map_index
-        )
-        stored = copy_output(
-            task.hook,
-            url,
-            base / name,
-            max_bytes=task.max_output_bytes,
-            allow_loopback_http=allow_http,
-            previous=previous.get(str(base / name)),
-        )
-        task.log.info("Stored %s (%d bytes, sha256 %s)", stored.uri, stored.size, stored.sha256)
-        files.append(stored.as_dict())
-    if store is not None and files:
-        store.set("files", {file["uri"]: file for file in files})
-    return files
+        result = self.hook.get_result(self.request_id)
+        if not result.is_finished:
+            raise RunComfyJobError(
+                f"RunComfy request {result.request_id} is still {result.status}: "
+                "wait for it with RunComfyRequestSensor first",
+                request_id=result.request_id,
+            )
+        return self.task_result(context, result, {})
 
 
 def _check_output_name(template: Any) -> None:

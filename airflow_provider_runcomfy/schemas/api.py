@@ -10,6 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from airflow_provider_runcomfy import exceptions
+from airflow_provider_runcomfy.exceptions import RunComfyError, RunComfyJobError, RunComfyTimeoutError
+
 #: Documented values of the status call; others are tolerated as "still running" and logged by the hook.
 KNOWN_STATUSES = frozenset({"in_queue", "in_progress", "completed", "cancelled", "canceled"})
 #: Documented values of the result call's ``status``.
@@ -82,6 +85,20 @@ class RequestResult(_Answer):
     def is_finished(self) -> bool:
         return self.status in FINISHED_RESULT_STATUSES
 
+    def raise_for_outcome(self) -> RequestResult:
+        """Return this result if the job succeeded; raise the error its end stands for otherwise.
+
+        ``failed`` and ``cancelled`` are final; any other status means the job has not finished (or the result call
+        has not caught up with the status call yet), which a caller that expected an end must not take for success.
+        """
+        if self.succeeded:
+            return self
+        if self.failed:
+            raise RunComfyJobError(f"RunComfy request failed: {self.error}", request_id=self.request_id)
+        if self.cancelled:
+            raise RunComfyJobError("RunComfy request was cancelled", request_id=self.request_id)
+        raise RunComfyJobError(f"RunComfy request has not finished: it is {self.status}", request_id=self.request_id)
+
     @property
     def output_urls(self) -> list[str]:
         """Every output URL, flat: ``video``/``videos``/``image``/``images`` first, then any other URL values."""
@@ -104,3 +121,58 @@ class CancelResponse(_Answer):
     @property
     def cancelled(self) -> bool:
         return self.outcome in _CANCELLED or self.status in _CANCELLED
+
+
+class EventError(BaseModel):
+    """An error a trigger met, carried to the task so that it raises the same error there."""
+
+    type: str
+    message: str
+    status_code: int | None = None
+    code: int | str | None = None
+
+
+class RequestEvent(BaseModel):
+    """The one event a ``RunComfyRequestTrigger`` fires, as plain JSON in ``TriggerEvent.payload``.
+
+    ``status`` is the finished result's status (then ``result`` holds it), ``timeout`` (``cancelled`` says whether
+    the queued job was cancelled) or ``error`` (``error`` says which).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    status: str
+    result: RequestResult | None = None
+    cancelled: bool = False
+    error: EventError | None = None
+
+    @classmethod
+    def finished(cls, result: RequestResult) -> RequestEvent:
+        return cls(request_id=result.request_id, status=result.status, result=result)
+
+    @classmethod
+    def from_error(cls, request_id: str, error: RunComfyError) -> RequestEvent:
+        if isinstance(error, RunComfyTimeoutError):
+            return cls(request_id=request_id, status="timeout", cancelled=error.cancelled, error=_error_info(error))
+        return cls(request_id=request_id, status="error", error=_error_info(error))
+
+    def to_payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def outcome(self) -> RequestResult:
+        """The finished result (whatever its status), or the error the trigger met, raised again here."""
+        if self.result is not None:
+            return self.result
+        info = self.error or EventError(type="RunComfyError", message=f"RunComfy trigger event {self.status!r}")
+        kind = getattr(exceptions, info.type, None)
+        if not (isinstance(kind, type) and issubclass(kind, RunComfyError)):
+            kind = RunComfyError
+        details: dict[str, Any] = {"status_code": info.status_code, "code": info.code, "request_id": self.request_id}
+        if kind is RunComfyTimeoutError:
+            details["cancelled"] = self.cancelled
+        raise kind(info.message, **details)
+
+
+def _error_info(error: RunComfyError) -> EventError:
+    return EventError(type=type(error).__name__, message=error.message, status_code=error.status_code, code=error.code)

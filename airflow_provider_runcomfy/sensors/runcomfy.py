@@ -1,22 +1,37 @@
-"""RunComfyRequestSensor: wait for a request submitted elsewhere (e.g. ``wait_for_completion=False``)."""
+"""RunComfyRequestSensor: wait for a request submitted elsewhere (e.g. ``wait_for_completion=False``).
+
+It behaves as an Airflow sensor does, the same in poke, reschedule and deferrable mode: its ``timeout`` raises
+``AirflowSensorTimeout``; a request that failed, was cancelled or does not exist fails it without a retry
+(``AirflowFailException``); ``soft_fail`` skips it in each of these cases. It did not submit the job, so it
+cancels nothing unless ``cancel_on_kill`` says so.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
 
+from airflow_provider_runcomfy.exceptions import RunComfyJobError, RunComfyNotFoundError, RunComfyTimeoutError
 from airflow_provider_runcomfy.links.runcomfy import RunComfyOutputLink
-from airflow_provider_runcomfy.operators.runcomfy import UsesRunComfyHook, finish, finish_event
+from airflow_provider_runcomfy.schemas.api import RequestEvent
+from airflow_provider_runcomfy.utils.mixins import RunComfyTaskMixin, check_hook_params
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class RunComfyRequestSensor(UsesRunComfyHook, BaseSensorOperator):
-    """Succeed when a RunComfy request succeeds, returning the same dict as the operators; fail if it fails.
+class RunComfyRequestSensor(RunComfyTaskMixin, BaseSensorOperator):
+    """Succeed when a RunComfy request succeeds, returning the same dict as the operators.
 
     :param request_id: The request to wait for, e.g. ``{{ ti.xcom_pull(task_ids='submit', key='request_id') }}``.
         (templated)
@@ -24,7 +39,11 @@ class RunComfyRequestSensor(UsesRunComfyHook, BaseSensorOperator):
     :param runcomfy_conn_id: Connection of type ``runcomfy``.
     :param deferrable: Wait in the triggerer instead of holding a worker slot.
     :param include_cost: Ask RunComfy for the job's cost (USD).
-    :param cancel_on_kill: Cancel the queued job when the deferred sensor is marked or cleared.
+    :param cancel_on_kill: Cancel the queued job when the deferred sensor is marked or cleared. Off by default: the
+        sensor did not submit the job, and other tasks may be waiting for it.
+    :param hook_params: Keyword arguments of :class:`RunComfyHook` (see the operators).
+
+    ``poke_interval``, ``timeout``, ``mode`` and ``soft_fail`` are :class:`BaseSensorOperator`'s.
     """
 
     template_fields: Sequence[str] = ("request_id", "model_id")
@@ -39,7 +58,8 @@ class RunComfyRequestSensor(UsesRunComfyHook, BaseSensorOperator):
         runcomfy_conn_id: str = "runcomfy_default",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         include_cost: bool = False,
-        cancel_on_kill: bool = True,
+        cancel_on_kill: bool = False,
+        hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -49,36 +69,52 @@ class RunComfyRequestSensor(UsesRunComfyHook, BaseSensorOperator):
         self.deferrable = deferrable
         self.include_cost = include_cost
         self.cancel_on_kill = cancel_on_kill
+        self.hook_params = check_hook_params(hook_params)
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        done = self.poke(context)
+        with self._soft_fail():  # what BaseSensorOperator.execute does around a poke
+            done = self.poke(context)
         if done:
             return done.xcom_value
-        from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
-
-        self.defer(
-            trigger=RunComfyRequestTrigger(
-                request_id=self.request_id,
-                runcomfy_conn_id=self.runcomfy_conn_id,
-                end_time=time.time() + self.timeout,
-                poll_interval=self.poke_interval,
-                include_cost=self.include_cost,
-                cancel_on_kill=self.cancel_on_kill,
-            ),
-            method_name="execute_complete",
+        trigger = self.request_trigger(
+            self.request_id,
+            timeout=self.timeout,
+            poll_interval=self.poke_interval,
+            cancel_on_timeout=False,
+            cancel_on_kill=self.cancel_on_kill,
         )
+        self.defer(trigger=trigger, method_name="execute_complete")
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        status = self.hook.get_status(self.request_id)
-        self.log.info("RunComfy request %s is %s", self.request_id, status.status)
-        if not status.is_finished:
-            return False
-        result = self.hook.get_result(self.request_id, include_cost=self.include_cost)
-        if not result.is_finished:  # the result call has not caught up with the status call yet
-            return False
-        return PokeReturnValue(is_done=True, xcom_value=finish(self, result))
+        with _final_errors_fail():
+            result = self.hook.poll_request(self.request_id, include_cost=self.include_cost)
+            if result is None:
+                return False
+            return PokeReturnValue(is_done=True, xcom_value=self.task_result(context, result, {}))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        return finish_event(self, event)
+        # BaseSensorOperator.resume_execution turns an error raised here into a skip when soft_fail is set.
+        with _final_errors_fail():
+            return self.task_result(context, RequestEvent.model_validate(event).outcome(), {})
+
+    @contextlib.contextmanager
+    def _soft_fail(self) -> Iterator[None]:
+        try:
+            yield
+        except (AirflowFailException, AirflowSensorTimeout) as error:
+            if self.soft_fail or getattr(self, "never_fail", False):
+                raise AirflowSkipException(f"Skipping due to soft_fail: {error}") from error
+            raise
+
+
+@contextlib.contextmanager
+def _final_errors_fail() -> Iterator[None]:
+    """A request that timed out, failed, was cancelled or does not exist will not change: fail without a retry."""
+    try:
+        yield
+    except RunComfyTimeoutError as error:
+        raise AirflowSensorTimeout(f"Sensor has timed out: {error}") from error
+    except (RunComfyJobError, RunComfyNotFoundError) as error:
+        raise AirflowFailException(str(error)) from error

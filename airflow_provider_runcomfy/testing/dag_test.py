@@ -22,12 +22,23 @@ POOL = ("runcomfy", "4", "RunComfy jobs (example DAGs)")
 
 @dataclass
 class DagTestRun:
-    """The outcome of one ``airflow dags test``: its exit code, its output, and the XComs it left."""
+    """The outcome of one ``airflow dags test``: its exit code, its output, the XComs it left and its task
+    instances (``task_id``, ``map_index``, ``state``, ``try_number``)."""
 
     dag_id: str
     returncode: int
     output: str
     xcoms: list[dict[str, Any]]
+    task_instances: list[dict[str, Any]]
+
+    def state(self, task_id: str, map_index: int = -1) -> str | None:
+        return self.task_instance(task_id, map_index)["state"]
+
+    def task_instance(self, task_id: str, map_index: int = -1) -> dict[str, Any]:
+        for row in self.task_instances:
+            if (row["task_id"], row["map_index"]) == (task_id, map_index):
+                return row
+        raise KeyError(f"no task instance {task_id!r} (map index {map_index}) in {self.dag_id}")
 
     def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
         for row in self.xcoms:
@@ -78,26 +89,32 @@ class AirflowSandbox:
     ) -> DagTestRun:
         args = ["dags", "test", dag_id, *(["--conf", json.dumps(conf)] if conf else [])]
         done = self.airflow(*args, env=self.env(server, **env))
-        return DagTestRun(dag_id, done.returncode, done.stdout + done.stderr, self.latest_xcoms(dag_id))
+        xcoms, task_instances = self.latest_run(dag_id)
+        return DagTestRun(dag_id, done.returncode, done.stdout + done.stderr, xcoms, task_instances)
 
-    def latest_xcoms(self, dag_id: str) -> list[dict[str, Any]]:
-        """The XComs of the DAG's latest run, read from the metadata database in a child process."""
+    def latest_run(self, dag_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The XComs and task instances of the DAG's latest run, read from the metadata database in a child
+        process (this one may have imported another Airflow home's settings)."""
         script = (
             "import json, sys\n"
-            "from airflow.models import DagRun\n"
+            "from airflow.models import DagRun, TaskInstance\n"
             "from airflow.models.xcom import XComModel\n"
             "from airflow.utils.session import create_session\n"
             "with create_session() as s:\n"
             "    run = s.query(DagRun).filter(DagRun.dag_id == sys.argv[1]).order_by(DagRun.id.desc()).first()\n"
-            "    rows = [] if run is None else s.query(XComModel).filter(\n"
-            "        XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id).all()\n"
-            "    print(json.dumps([{'task_id': r.task_id, 'key': r.key, 'map_index': r.map_index,\n"
-            "        'value': XComModel.deserialize_value(r)} for r in rows], default=str))\n"
+            "    of_run = lambda model: [] if run is None else s.query(model).filter(\n"
+            "        model.dag_id == run.dag_id, model.run_id == run.run_id).all()\n"
+            "    xcoms = [{'task_id': r.task_id, 'key': r.key, 'map_index': r.map_index,\n"
+            "        'value': XComModel.deserialize_value(r)} for r in of_run(XComModel)]\n"
+            "    tis = [{'task_id': t.task_id, 'map_index': t.map_index, 'state': t.state,\n"
+            "        'try_number': t.try_number} for t in of_run(TaskInstance)]\n"
+            "    print(json.dumps([xcoms, tis], default=str))\n"
         )
         done = subprocess.run(
             [sys.executable, "-c", script, dag_id], env=self.env(), capture_output=True, text=True, check=True
         )
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        xcoms, task_instances = json.loads(done.stdout.strip().splitlines()[-1])
+        return xcoms, task_instances
 
     def answer_approvals(self, chosen: str, *, by: str = "reviewer") -> int:
         """Answer every pending human-in-the-loop request as a person would; returns how many were answered.

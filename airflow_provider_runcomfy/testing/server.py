@@ -1,9 +1,10 @@
 """A local server that speaks RunComfy's Model API, for tests, example DAGs and benchmarks without an account.
 
-It follows ``API-NOTES.md``: the four calls under ``/v1``, Bearer auth, the documented error codes, jobs that queue,
-run and finish on a clock, a status call that says ``completed`` for a failed job, and output files on the same
-host. Faults (rate limits, 5xx, dropped connections, truncated files, slow answers) can be injected in-process or
-over ``/_control`` so that tests running Airflow in a subprocess can use them too. The token is never logged.
+It behaves as RunComfy's documentation and clients describe the API: the four calls under ``/v1``, Bearer auth,
+the documented error codes, jobs that queue, run and finish on a clock, a status call that says ``completed`` for a
+failed job, and output files on the same host. Faults (rate limits, 5xx, dropped connections, truncated files, slow
+answers, a result that lags behind the status) can be injected in-process or over ``/_control`` so that tests
+running Airflow in a subprocess can use them too. The token is never logged.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ SAMPLE_BYTES = SAMPLE_MP4.read_bytes()  # what every succeeded job's output.mp4 
 SAMPLE_SHA256 = hashlib.sha256(SAMPLE_BYTES).hexdigest()
 CALLS = ("submit", "status", "result", "cancel", "file", "any")
 FAULTS = ("429", "500", "502", "503", "drop", "slow", "http200_error")
-# A failed job's status says `completed` (API-NOTES: the status/result trap); only the result call says `failed`.
+# A failed job's status says `completed`, as RunComfy's does; only the result call says `failed`.
 OUTCOMES = ("succeeded", "failed")
 CHUNK = 1 << 20
 _INCOMPLETE = "ASGI callable returned without completing response."
@@ -79,6 +80,8 @@ class Job:
     error: Any = None
     output: Any = None  # None: the sample MP4
     cost: float = 0.35
+    result_lag: int = 0  # result calls, once the job has finished, that still answer `in_progress`
+    queue_polls: int | None = None  # status calls answered `in_queue` before the job starts (instead of a clock)
     started: float = field(default_factory=time.monotonic)
     created: float = field(default_factory=time.time)
     cancelled: float | None = None  # monotonic time of a successful cancel
@@ -286,7 +289,9 @@ def create_app(state: State) -> Starlette:
             output = {"video": f"{{base}}/files/synthetic/{int(rule['synthetic_size'])}.bin?seed={rule.get('seed', 0)}"}
         error = rule.get("error", {"code": "GENERATION_FAILED", "message": "Simulated generation failure"})
         job = Job(str(uuid.uuid4()), model_id, owner, **clock, outcome=rule.get("outcome", "succeeded"), error=error)
-        job.output, job.cost = output, float(rule.get("cost", job.cost))
+        job.output, job.cost, job.result_lag = output, float(rule.get("cost", job.cost)), int(rule.get("result_lag", 0))
+        if "queue_polls" in rule:
+            job.queue_polls, job.queue_seconds = int(rule["queue_polls"]), float("inf")
         with state.lock:
             state.jobs[job.request_id] = job
             state.submits += 1
@@ -296,6 +301,11 @@ def create_app(state: State) -> Starlette:
     async def status(request: Request, job: Job, entry: dict[str, Any]) -> Response:
         now = time.monotonic()
         body: dict[str, Any] = {"request_id": job.request_id, "status": job.status(now)}
+        if body["status"] == "in_queue" and job.queue_polls is not None:
+            with state.lock:
+                job.queue_polls -= 1
+                if job.queue_polls <= 0:  # this answer is the last in_queue one: the job starts now
+                    job.queue_polls, job.queue_seconds = None, now - job.started
         if body["status"] in ("in_queue", "in_progress") and (override := state.take(state.status_values)):
             body["status"] = override["status_value"]
         elif body["status"] == "in_queue":
@@ -307,6 +317,10 @@ def create_app(state: State) -> Starlette:
 
     async def result(request: Request, job: Job, entry: dict[str, Any]) -> Response:
         status = job.status(time.monotonic())
+        if status == "completed" and job.result_lag > 0:  # the result lags behind the status call
+            with state.lock:
+                job.result_lag -= 1
+            entry["fault"], status = "result_lag", "in_progress"
         status = job.outcome if status == "completed" else status
         body = {"request_id": job.request_id, "status": status, "created_at": _iso(job.created), "finished_at": None}
         if status in ("succeeded", "failed", "cancelled"):
@@ -453,7 +467,14 @@ class RunComfyTestServer:
         self.state.add_rules(rules)
 
     def add_outcomes(self, rules: dict[str, Any] | Iterable[dict[str, Any]]) -> None:
-        """Queue outcomes of the next jobs, e.g. ``{"outcome": "failed", "error": "moderated"}``."""
+        """Queue outcomes of the next jobs, e.g. ``{"outcome": "failed", "error": "moderated"}``.
+
+        Besides ``outcome`` a rule may set ``error``, ``output``, ``synthetic_size``, ``cost``, ``queue_seconds``,
+        ``run_seconds``, ``queue_polls: n`` (the job stays queued until its status has been read n times, then
+        starts: a test can let a job end while a task watches it, whatever the machine's speed), and
+        ``result_lag: n`` (the job's first n result calls after it finished still say ``in_progress`` while its
+        status says ``completed``).
+        """
         self.state.add_rules(rules)
 
     def set_clock(self, queue_seconds: float | None = None, run_seconds: float | None = None) -> None:

@@ -1,12 +1,12 @@
 """RunComfyRequestTrigger: waits for a RunComfy request in the triggerer, without holding a worker slot.
 
-It only reads (status, result) and cancels; it never submits. Its kwargs and events are plain JSON and its
-deadline is absolute epoch seconds, so it survives being moved to another triggerer process.
+It only reads (status, result) and cancels; it never submits. Its kwargs and its event
+(:class:`~airflow_provider_runcomfy.schemas.api.RequestEvent`) are plain JSON and its deadline is absolute epoch
+seconds, so it survives being moved to another triggerer process.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,18 +14,21 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_runcomfy.exceptions import RunComfyError
+from airflow_provider_runcomfy.schemas.api import RequestEvent
 
 
 class RunComfyRequestTrigger(BaseTrigger):
-    """Fire one event when the request finishes, fails, or its deadline passes.
+    """Fire one :class:`RequestEvent` when the request finishes, its deadline passes, or an error stops the wait.
 
     :param request_id: The RunComfy request to watch.
     :param runcomfy_conn_id: Connection holding the API token.
-    :param end_time: Epoch seconds after which the request is cancelled (if still queued) and a ``timeout``
-        event fires.
+    :param end_time: Epoch seconds after which a ``timeout`` event fires.
     :param poll_interval: Seconds between two status reads.
     :param include_cost: Ask the result call for the job's cost.
+    :param cancel_on_timeout: Cancel a still-queued job at ``end_time`` (an operator's own job); a sensor, which
+        did not submit the job, leaves it alone.
     :param cancel_on_kill: Cancel the request when a user marks or clears the deferred task.
+    :param hook_params: Keyword arguments of :class:`RunComfyHook` (HTTP timeout, retries, backoff).
     """
 
     def __init__(
@@ -35,7 +38,9 @@ class RunComfyRequestTrigger(BaseTrigger):
         end_time: float,
         poll_interval: float = 10.0,
         include_cost: bool = False,
+        cancel_on_timeout: bool = True,
         cancel_on_kill: bool = True,
+        hook_params: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.request_id = request_id
@@ -43,7 +48,9 @@ class RunComfyRequestTrigger(BaseTrigger):
         self.end_time = end_time
         self.poll_interval = poll_interval
         self.include_cost = include_cost
+        self.cancel_on_timeout = cancel_on_timeout
         self.cancel_on_kill = cancel_on_kill
+        self.hook_params = hook_params or {}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -54,38 +61,30 @@ class RunComfyRequestTrigger(BaseTrigger):
                 "end_time": self.end_time,
                 "poll_interval": self.poll_interval,
                 "include_cost": self.include_cost,
+                "cancel_on_timeout": self.cancel_on_timeout,
                 "cancel_on_kill": self.cancel_on_kill,
+                "hook_params": self.hook_params,
             },
         )
 
     def _hook(self):
         from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 
-        return RunComfyHook(self.runcomfy_conn_id)
+        return RunComfyHook(self.runcomfy_conn_id, **self.hook_params)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = self._hook()
-        progress = Progress(self.request_id, self.log)
         try:
-            while True:
-                status = await hook.aget_status(self.request_id)
-                progress.update(status.status, status.queue_position)
-                if status.is_finished:
-                    result = await hook.aget_result(self.request_id, include_cost=self.include_cost)
-                    # The result call is the judge; if it still says "running", it has not caught up yet.
-                    if result.is_finished:
-                        yield TriggerEvent({"status": result.status, "result": result.model_dump(mode="json")})
-                        return
-                remaining = self.end_time - time.time()
-                if remaining <= 0:
-                    cancel = await hook.acancel(self.request_id)
-                    yield TriggerEvent(
-                        {"status": "timeout", "request_id": self.request_id, "cancelled": cancel.cancelled}
-                    )
-                    return
-                await asyncio.sleep(min(self.poll_interval, remaining))
+            result = await self._hook().await_request(
+                self.request_id,
+                timeout=self.end_time - time.time(),
+                poll_interval=self.poll_interval,
+                include_cost=self.include_cost,
+                cancel_on_timeout=self.cancel_on_timeout,
+            )
+            event = RequestEvent.finished(result)
         except RunComfyError as error:
-            yield TriggerEvent({"status": "error", "request_id": self.request_id, "message": str(error)})
+            event = RequestEvent.from_error(self.request_id, error)
+        yield TriggerEvent(event.to_payload())
 
     async def on_kill(self) -> None:
         """A user marked or cleared the deferred task: cancel the queued job so it is not run and paid for."""
@@ -93,21 +92,3 @@ class RunComfyRequestTrigger(BaseTrigger):
             return
         answer = await self._hook().acancel(self.request_id)
         self.log.info("Cancel of RunComfy request %s on kill: %s", self.request_id, answer.outcome or answer.status)
-
-
-class Progress:
-    """Logs each change of a request's state once, with its queue position and the time spent so far."""
-
-    def __init__(self, request_id: str, log: Any) -> None:
-        self.request_id = request_id
-        self.log = log
-        self.started = time.monotonic()
-        self.last: tuple[str, int | None] | None = None
-
-    def update(self, status: str, queue_position: int | None = None) -> None:
-        if (status, queue_position) == self.last:
-            return
-        self.last = (status, queue_position)
-        where = f" (queue position {queue_position})" if queue_position is not None else ""
-        elapsed = time.monotonic() - self.started
-        self.log.info("RunComfy request %s is %s%s after %.1fs", self.request_id, status, where, elapsed)

@@ -60,12 +60,31 @@ def test_a_retry_after_a_crash_reattaches_instead_of_paying_twice(
     assert run.output.count(decision) == len(task_ids)
 
 
+def test_every_path_waits_out_a_result_that_lags_the_status(test_dags_sandbox, runcomfy_server):
+    # Each job's first two result calls after it finished still say in_progress (the status says completed).
+    runcomfy_server.add_outcomes([{"outcome": "succeeded", "result_lag": 2, "times": 3}])
+    run = test_dags_sandbox.dags_test("four_paths_dag", runcomfy_server)
+
+    assert run.returncode == 0, run.output[-4000:]
+    tasks = ("sync_operator", "deferrable_operator", "poke_sensor", "deferrable_sensor")
+    assert {task_id: run.state(task_id) for task_id in tasks} == dict.fromkeys(tasks, "success")
+    submitted = [e["request_id"] for e in runcomfy_server.log if e["call"] == "submit"]
+    assert len(submitted) == 3  # one per operator; the sensors watch the one of `submit`
+    lagged = {e["request_id"] for e in runcomfy_server.log if e["fault"] == "result_lag"}
+    assert lagged == set(submitted)  # every job's result really lagged
+    for task_id in tasks:
+        assert run.xcom(task_id)["status"] == "succeeded"
+        assert run.task_instance(task_id)["try_number"] == 1
+    watched = run.xcom("submit", "request_id")
+    assert run.xcom("poke_sensor")["request_id"] == run.xcom("deferrable_sensor")["request_id"] == watched
+
+
 def test_a_job_that_fails_on_the_server_fails_its_task(test_dags_sandbox, runcomfy_server):
     runcomfy_server.add_outcomes([{"outcome": "failed", "times": 2}])  # the status call says "completed"
     run = test_dags_sandbox.dags_test("single_clip_dag", runcomfy_server)
 
-    assert run.returncode != 0 or "state=failed" in run.output
-    assert "state=success" not in run.output.split("DagRun Finished")[-1]
+    assert run.returncode != 0
+    assert (run.state("clip_sync"), run.state("clip_deferrable")) == ("failed", "failed")
     submitted = [e["request_id"] for e in runcomfy_server.log if e["call"] == "submit"]
     assert len(submitted) == 2
     for request_id in submitted:

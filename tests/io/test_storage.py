@@ -115,6 +115,7 @@ def test_a_rerun_that_finds_the_same_file_skips_the_copy(runcomfy_connection, tm
     assert sum(e["call"] == "file" for e in runcomfy_connection.log) == downloads + 1
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("template", "url", "expected"),
     [
@@ -127,6 +128,7 @@ def test_output_names(template, url, expected):
     assert output_name(template, request_id="r1", index=0, url=url, map_index=4) == expected
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("template", "request_id"),
     [("../{request_id}{ext}", "r1"), ("/etc/{request_id}", "r1"), ("{request_id}", "../../escape"), ("{nope}", "r1")],

@@ -1,22 +1,20 @@
-"""Operator and sensor behaviour that needs no scheduler: validation, waiting, timeouts, kills, outcomes."""
+"""The model and download operators without a scheduler: validation, waiting, timeouts, kills, reattachment."""
 
 from __future__ import annotations
 
 import pytest
 
-from airflow_provider_runcomfy.exceptions import RunComfyInvalidInputError, RunComfyJobError
+from airflow_provider_runcomfy.exceptions import RunComfyInvalidInputError, RunComfyJobError, RunComfyTimeoutError
 from airflow_provider_runcomfy.operators.runcomfy import (
+    RunComfyDownloadOperator,
     RunComfyImageToVideoOperator,
     RunComfyModelOperator,
     RunComfyTextToVideoOperator,
-    finish,
-    wait_for_request,
 )
-from airflow_provider_runcomfy.schemas.api import RequestResult
 from airflow_provider_runcomfy.schemas.pixverse import TEXT_TO_VIDEO, PixVerseTextToVideoInput
-from airflow_provider_runcomfy.sensors.runcomfy import RunComfyRequestSensor
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
@@ -31,19 +29,22 @@ def test_literal_inputs_are_checked_when_the_dag_is_parsed(kwargs, field):
         RunComfyTextToVideoOperator(task_id="t", **kwargs)
 
 
-def test_templated_inputs_wait_for_rendering():
+@pytest.mark.unit
+def test_templated_inputs_are_checked_after_rendering_before_any_request():
     op = RunComfyTextToVideoOperator(task_id="t", prompt="{{ params.p }}", duration="{{ params.d }}")
-    assert "prompt" in op.template_fields and "duration" in op.template_fields
-    op.prompt, op.duration = "rendered", "7"  # what rendering would do
+    op.render_template_fields({"params": {"p": "rendered", "d": "7"}})
+    assert op.prompt == "rendered"
     with pytest.raises(RunComfyInvalidInputError, match="duration"):
-        op.execute({})  # validated before any submit, so no connection is even read
+        op.execute({})  # no connection is even read: the hook would fail on this empty context's lookups
 
 
+@pytest.mark.unit
 def test_image_to_video_needs_an_http_url():
     with pytest.raises(RunComfyInvalidInputError, match="image_url"):
         RunComfyImageToVideoOperator(task_id="t", prompt="smile", image_url="/tmp/face.png")
 
 
+@pytest.mark.unit
 def test_generic_operator_takes_a_pydantic_model_or_any_models_dict():
     op = RunComfyModelOperator(task_id="t", model_id=TEXT_TO_VIDEO, inputs=PixVerseTextToVideoInput(prompt="hi"))
     assert op.inputs == {"prompt": "hi"}
@@ -51,23 +52,78 @@ def test_generic_operator_takes_a_pydantic_model_or_any_models_dict():
     assert other.request_inputs() == {"img_url": "whatever"}
 
 
+@pytest.mark.unit
 def test_typed_operator_sends_only_what_was_set():
     op = RunComfyTextToVideoOperator(task_id="t", prompt="hi", seed=7, generate_audio_switch=False)
     assert op.request_inputs() == {"prompt": "hi", "seed": 7, "generate_audio_switch": False}
+
+
+@pytest.mark.unit
+def test_hook_params_reach_the_hook_and_the_trigger():
+    params = {"timeout": 5.0, "max_retries": 9, "retry_min_wait": 0.5, "retry_max_wait": 4.0}
+    op = RunComfyTextToVideoOperator(task_id="t", prompt="hi", hook_params=params)
+    assert (op.hook.timeout, op.hook.max_retries, op.hook.retry_min_wait, op.hook.retry_max_wait) == (5.0, 9, 0.5, 4.0)
+    trigger = op.request_trigger("r", timeout=60, poll_interval=1, cancel_on_timeout=True, cancel_on_kill=True)
+    assert trigger.serialize()[1]["hook_params"] == params
+    assert trigger._hook().max_retries == 9
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("hook_params", "says"),
+    [({"retries": 3}, "unknown parameter 'retries'"), ({"timeout": "10"}, "timeout must be a number")],
+)
+def test_a_bad_hook_parameter_fails_when_the_dag_is_parsed(hook_params, says):
+    with pytest.raises(RunComfyInvalidInputError, match=says):
+        RunComfyTextToVideoOperator(task_id="t", prompt="hi", hook_params=hook_params)
 
 
 def _op(**kwargs) -> RunComfyTextToVideoOperator:
     return RunComfyTextToVideoOperator(task_id="t", prompt="hi", poll_interval=0.05, **kwargs)
 
 
-def test_sync_wait_past_timeout_cancels_the_queued_job(runcomfy_connection):
+@pytest.mark.parametrize("outcome", ["succeeded", "failed"])
+def test_the_sync_operator_waits_out_a_result_that_lags_the_status(runcomfy_connection, outcome):
+    runcomfy_connection.add_outcomes([{"outcome": outcome, "result_lag": 2}])
+    op = _op(deferrable=False)
+    if outcome == "succeeded":
+        result = op.execute(_context())
+        assert result["status"] == "succeeded" and result["output_urls"]
+    else:
+        with pytest.raises(RunComfyJobError, match="RunComfy request failed"):
+            op.execute(_context())
+    assert runcomfy_connection.submits == 1
+    assert sum(e["fault"] == "result_lag" for e in runcomfy_connection.log) == 2
+
+
+def test_the_sync_operator_past_its_timeout_cancels_the_queued_job(runcomfy_connection):
     runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
     op = _op(timeout=0.3)
-    request_id = op.hook.submit(op.model_id, op.request_inputs()).request_id
-    with pytest.raises(RunComfyJobError, match="still queued and has been cancelled") as raised:
-        wait_for_request(op, request_id)
-    assert raised.value.request_id == request_id
+    with pytest.raises(RunComfyTimeoutError, match="still queued and has been cancelled") as raised:
+        op.execute(_context())
+    assert raised.value.request_id == op.request_id
     assert runcomfy_connection.cancels == 1
+
+
+def test_a_deferrable_operator_whose_result_lags_defers_and_the_trigger_finishes_it(runcomfy_connection):
+    import asyncio
+
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    runcomfy_connection.set_clock(queue_seconds=0, run_seconds=0)  # finished at the first look
+    runcomfy_connection.add_outcomes([{"outcome": "succeeded", "result_lag": 2}])
+    op = _op(deferrable=True)
+    with pytest.raises(TaskDeferred) as deferred:  # the status says completed, the result does not yet
+        op.execute(_context())
+
+    async def first_event():
+        async for event in deferred.value.trigger.run():
+            return event.payload
+
+    result = op.execute_complete(_context(), asyncio.run(first_event()))
+    assert result["status"] == "succeeded"
+    assert runcomfy_connection.submits == 1
+    assert sum(e["fault"] == "result_lag" for e in runcomfy_connection.log) == 2
 
 
 def test_on_kill_cancels_the_queued_job(runcomfy_connection):
@@ -87,70 +143,40 @@ def test_on_kill_without_cancel_on_kill_leaves_the_job(runcomfy_connection):
     assert runcomfy_connection.cancels == 0
 
 
-@pytest.mark.parametrize(
-    ("status", "message"),
-    [
-        ("failed", "failed: boom"),
-        ("cancelled", "was cancelled"),
-        ("in_progress", "unexpected state"),
-        ("weird", "unexpected state"),
-    ],
-)
-def test_only_succeeded_is_success(status, message):
-    with pytest.raises(RunComfyJobError, match=message):
-        finish(_op(), RequestResult(request_id="r", status=status, error="boom"))
-
-
-def test_sensor_poke_returns_the_operator_result(runcomfy_connection):
-    op = _op()
-    request_id = op.hook.submit(op.model_id, op.request_inputs()).request_id
-    sensor = RunComfyRequestSensor(task_id="s", request_id=request_id, model_id=TEXT_TO_VIDEO, poke_interval=0.05)
-    wait_for_request(op, request_id)
-    done = sensor.poke({})
-    assert done.is_done
-    assert done.xcom_value["request_id"] == request_id
-    assert done.xcom_value["model_id"] == TEXT_TO_VIDEO
-    assert done.xcom_value["output_urls"][0].endswith(".mp4")
-
-
-def test_sensor_fails_when_the_job_fails(runcomfy_connection):
-    runcomfy_connection.add_outcomes([{"outcome": "failed"}])
-    op = _op()
-    request_id = op.hook.submit(op.model_id, op.request_inputs()).request_id
-    wait_for_request(op, request_id)
-    with pytest.raises(RunComfyJobError, match="failed"):
-        RunComfyRequestSensor(task_id="s", request_id=request_id).poke({})
-
-
 def test_a_retry_reattaches_only_to_a_request_made_from_the_same_inputs(runcomfy_connection):
-    op = _op()
-    op._body = {"prompt": "hi"}
-    request_id = op.hook.submit(op.model_id, op._body).request_id
-    stored = {"request_id": request_id, "inputs": op._fingerprint}
-    assert op.get_job_status(stored, {}) in {"in_queue", "in_progress", "succeeded"}
+    store = _Store()
+    first = _op().execute(_context(store))
+    assert _op().execute(_context(store))["request_id"] == first["request_id"]  # same inputs: the same video
+    assert runcomfy_connection.submits == 1
 
-    op._body = {"prompt": "an edited prompt"}  # the DAG changed, then the task was cleared
-    requests_before = len(runcomfy_connection.log)
-    status = op.get_job_status(stored, {})
-    assert status == "inputs_changed"
-    assert not op.is_job_active(status) and not op.is_job_succeeded(status)  # so the mixin submits afresh
-    assert op.get_job_status(request_id, {}) == "inputs_changed"  # an id stored by another version
-    assert len(runcomfy_connection.log) == requests_before
+    edited = RunComfyTextToVideoOperator(task_id="t", prompt="an edited prompt", poll_interval=0.05)
+    again = edited.execute(_context(store))  # the DAG changed, then the task was cleared
+    assert again["request_id"] != first["request_id"]
+    assert runcomfy_connection.submits == 2
+
+
+def test_an_id_stored_by_another_version_is_not_reattached_to(runcomfy_connection):
+    store = _Store()
+    store.set("request_id", "a-bare-request-id")
+    assert _op().execute(_context(store))["request_id"] != "a-bare-request-id"
+    assert runcomfy_connection.submits == 1
+    assert not [e for e in runcomfy_connection.log if e["request_id"] == "a-bare-request-id"]  # not even asked
 
 
 def test_an_expired_request_is_submitted_afresh(runcomfy_connection):
-    op, store = _op(), _Store()
-    op._body = op.request_inputs()
-    store.set(op.external_id_key, {"request_id": "long-gone", "inputs": op._fingerprint})  # RunComfy: 404
+    store = _Store()
+    _earlier_try(store)
+    store["request_id"]["request_id"] = "long-gone"  # RunComfy: 404, request missing, deleted or expired
 
-    result = op.execute({"ti": _TaskInstance(), "task_state_store": store})
+    result = _op().execute(_context(store))
 
     assert result["status"] == "succeeded"
     assert result["request_id"] != "long-gone"
-    assert runcomfy_connection.submits == 1
+    assert runcomfy_connection.submits == 2
     assert store["request_id"]["request_id"] == result["request_id"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", ["../{request_id}{ext}", "/abs/{request_id}", "{unknown}"])
 def test_a_bad_output_name_fails_when_the_dag_is_parsed(name):
     with pytest.raises(RunComfyInvalidInputError):
@@ -158,14 +184,26 @@ def test_a_bad_output_name_fails_when_the_dag_is_parsed(name):
 
 
 def test_a_submit_whose_answer_was_lost_fails_without_retry(runcomfy_connection):
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.providers.common.compat.sdk import AirflowFailException
 
     runcomfy_connection.add_faults([{"call": "submit", "fault": "drop"}])
-    op = _op()
-    op._body = op.request_inputs()
     with pytest.raises(AirflowFailException, match="not retried"):
-        op.submit_job({})
+        _op().execute(_context())
     assert runcomfy_connection.submits == 1  # the job exists; a task retry must not pay for another
+
+
+def test_the_download_operator_says_to_wait_for_a_request_that_has_not_finished(runcomfy_connection, tmp_path):
+    runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
+    request_id = _op().hook.submit(TEXT_TO_VIDEO, {"prompt": "hi"}).request_id
+    download = RunComfyDownloadOperator(task_id="d", request_id=request_id, output_dir=tmp_path.as_uri())
+    message = f"RunComfy request {request_id} is still in_queue: wait for it with RunComfyRequestSensor first"
+    with pytest.raises(RunComfyJobError, match=message):
+        download.execute(_context())
+    assert list(tmp_path.iterdir()) == []
+
+
+def _context(store=None) -> dict:
+    return {"ti": _TaskInstance(), "task_state_store": store if store is not None else _Store()}
 
 
 class _Store(dict):
@@ -204,19 +242,17 @@ def _cancel_once_polled(server):
     return thread
 
 
-def _earlier_try(op, store):
-    """An earlier try's submit, stored as the mixin stores it; the job stays queued."""
-    op._body = op.request_inputs()
-    request_id = op.hook.submit(op.model_id, op._body).request_id
-    store.set(op.external_id_key, {"request_id": request_id, "inputs": op._fingerprint})
-    return request_id
+def _earlier_try(store) -> str:
+    """An earlier try (an operator of its own, as each try is) that submitted, stored its request and ended
+    before waiting, as a crash would."""
+    return _op(wait_for_completion=False).execute(_context(store))["request_id"]
 
 
 def test_a_retry_whose_reattached_request_is_cancelled_under_it_submits_afresh(runcomfy_connection):
     # Clearing a deferred task starts the re-run while the old trigger's on_kill is still cancelling its job.
     runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
     op, ti, store = _op(), _TaskInstance(), _Store()
-    cancelled = _earlier_try(op, store)
+    cancelled = _earlier_try(store)
     canceller = _cancel_once_polled(runcomfy_connection)
 
     result = op.execute({"ti": ti, "task_state_store": store})
@@ -243,13 +279,15 @@ def test_a_request_this_try_submitted_and_someone_cancelled_fails_the_task(runco
 
 
 def test_a_deferred_retry_resumed_on_a_cancelled_earlier_request_defers_on_a_fresh_one(runcomfy_connection):
-    from airflow.sdk.exceptions import TaskDeferred
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    from airflow_provider_runcomfy.schemas.api import RequestEvent
 
     runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
     op, store = _op(deferrable=True), _Store()
-    cancelled = _earlier_try(op, store)
+    cancelled = _earlier_try(store)
     op.hook.cancel(cancelled)
-    event = {"status": "cancelled", "result": op.hook.get_result(cancelled).model_dump(mode="json")}
+    event = RequestEvent.finished(op.hook.get_result(cancelled)).to_payload()
 
     with pytest.raises(TaskDeferred) as deferred:
         op.execute_complete({"ti": _TaskInstance(), "task_state_store": store}, event, reattached=True)

@@ -201,6 +201,33 @@ def test_failed_job_says_completed_in_status_and_failed_in_result(runcomfy_serve
     assert get(runcomfy_server, third, "result")["status"] == "succeeded"
 
 
+def test_a_lagging_result_says_in_progress_for_its_first_calls_once_the_job_finished(runcomfy_server):
+    runcomfy_server.set_clock(queue_seconds=0.3, run_seconds=0)
+    runcomfy_server.add_outcomes([{"outcome": "failed", "result_lag": 2}])
+    lagging, other = (submit(runcomfy_server).json()["request_id"] for _ in range(2))
+    assert get(runcomfy_server, lagging, "result")["status"] == "in_queue"  # not finished yet: no lag used up
+    wait_for(runcomfy_server, lagging, "completed")
+    assert [get(runcomfy_server, lagging, "result")["status"] for _ in range(3)] == ["in_progress"] * 2 + ["failed"]
+    assert get(runcomfy_server, other, "result")["status"] == "succeeded"  # the rule was that job's alone
+    assert [e["fault"] for e in runcomfy_server.log if e["call"] == "result"] == [
+        None,
+        "result_lag",
+        "result_lag",
+        None,
+        None,
+    ]
+
+
+def test_a_job_with_queue_polls_starts_once_its_status_was_read_that_often(runcomfy_server):
+    runcomfy_server.set_clock(queue_seconds=0, run_seconds=0)
+    runcomfy_server.add_outcomes([{"outcome": "failed", "queue_polls": 2}])
+    request_id = submit(runcomfy_server).json()["request_id"]
+    time.sleep(0.3)  # no clock moves it: only status calls do
+    assert get(runcomfy_server, request_id, "result")["status"] == "in_queue"
+    assert [get(runcomfy_server, request_id, "status")["status"] for _ in range(3)] == ["in_queue"] * 2 + ["completed"]
+    assert get(runcomfy_server, request_id, "result")["status"] == "failed"
+
+
 def test_unknown_status_value_for_running_jobs(runcomfy_server):
     runcomfy_server.set_clock(queue_seconds=0, run_seconds=30)
     request_id = submit(runcomfy_server).json()["request_id"]

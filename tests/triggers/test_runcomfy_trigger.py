@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
+from airflow_provider_runcomfy.schemas.api import RequestEvent
 from airflow_provider_runcomfy.schemas.pixverse import TEXT_TO_VIDEO
 from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
 
@@ -32,7 +34,9 @@ async def first_event(trigger: RunComfyRequestTrigger) -> dict:
 
 
 def test_serialize_round_trips_as_plain_json():
-    trigger = trigger_for("abc", include_cost=True, cancel_on_kill=False)
+    trigger = trigger_for(
+        "abc", include_cost=True, cancel_on_timeout=False, cancel_on_kill=False, hook_params={"max_retries": 2}
+    )
     classpath, kwargs = trigger.serialize()
     assert json.loads(json.dumps(kwargs)) == kwargs
     module, _, name = classpath.rpartition(".")
@@ -41,17 +45,34 @@ def test_serialize_round_trips_as_plain_json():
 
 
 async def test_run_fires_once_with_the_result_when_the_job_succeeds(runcomfy_connection, capfd):
+    runcomfy_connection.set_clock(queue_seconds=60, run_seconds=0.3)  # queued until released
     request_id = submit()
-    event = await first_event(trigger_for(request_id, include_cost=True))
-    assert event["status"] == "succeeded"
-    assert event["result"]["request_id"] == request_id
-    assert event["result"]["output"]["video"].endswith(".mp4")
-    assert event["result"]["cost"] > 0
+    trigger = trigger_for(request_id, include_cost=True)
+    waiting = asyncio.ensure_future(first_event(trigger))
+    while not any(e["call"] == "status" for e in runcomfy_connection.log):
+        await asyncio.sleep(0.01)
+    runcomfy_connection.release()
+
+    event = await asyncio.wait_for(waiting, timeout=30)
+
     assert json.loads(json.dumps(event)) == event
-    logs = "".join(capfd.readouterr())
-    assert f"RunComfy request {request_id} is in_queue (queue position 0)" in logs
-    assert f"RunComfy request {request_id} is completed" in logs
+    result = RequestEvent.model_validate(event).outcome()
+    assert (result.status, result.request_id) == ("succeeded", request_id)
+    assert result.output["video"].endswith(".mp4")
+    assert result.cost > 0
+    logged = re.findall(rf"RunComfy request {request_id} is (\w+)", "".join(capfd.readouterr()))
+    assert logged[0] == "in_queue" and logged[-1] == "completed"
+    assert logged == sorted(
+        set(logged), key=["in_queue", "in_progress", "completed"].index
+    )  # each state once, in order
     assert runcomfy_connection.submits == 1
+
+
+async def test_a_result_that_lags_the_status_is_waited_for(runcomfy_connection):
+    runcomfy_connection.add_outcomes([{"outcome": "succeeded", "result_lag": 2}])
+    event = await first_event(trigger_for(submit()))
+    assert event["status"] == "succeeded"
+    assert sum(e["fault"] == "result_lag" for e in runcomfy_connection.log) == 2
 
 
 async def test_a_failed_job_is_reported_failed_even_when_the_status_says_completed(runcomfy_connection):
@@ -74,15 +95,23 @@ async def test_polling_survives_faults(runcomfy_connection):
 async def test_past_its_deadline_a_queued_job_is_cancelled(runcomfy_connection):
     runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
     request_id = submit()
-    event = await first_event(trigger_for(request_id, deadline=0.3))
-    assert event == {"status": "timeout", "request_id": request_id, "cancelled": True}
+    event = RequestEvent.model_validate(await first_event(trigger_for(request_id, deadline=0.3)))
+    assert (event.status, event.request_id, event.cancelled) == ("timeout", request_id, True)
     assert runcomfy_connection.cancels == 1
+
+
+async def test_past_its_deadline_a_trigger_told_not_to_cancel_leaves_the_job(runcomfy_connection):
+    runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
+    event = await first_event(trigger_for(submit(), deadline=0.3, cancel_on_timeout=False))
+    assert (event["status"], event["cancelled"]) == ("timeout", False)
+    assert runcomfy_connection.cancels == 0
+    assert not [e for e in runcomfy_connection.log if e["call"] == "cancel"]
 
 
 async def test_an_api_error_becomes_an_error_event(runcomfy_connection):
     event = await first_event(trigger_for("no-such-request"))
     assert event["status"] == "error"
-    assert "404001" in event["message"]
+    assert (event["error"]["type"], event["error"]["code"]) == ("RunComfyNotFoundError", 404001)
 
 
 async def test_on_kill_cancels_the_queued_job(runcomfy_connection):
