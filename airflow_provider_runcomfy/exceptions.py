@@ -6,10 +6,7 @@ request_id) and never the API token: the hook redacts it before an error is buil
 
 from __future__ import annotations
 
-try:
-    from airflow.sdk.exceptions import AirflowException
-except ImportError:  # Airflow 3.0
-    from airflow.exceptions import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 
 class RunComfyError(AirflowException):
@@ -36,8 +33,9 @@ class RunComfyError(AirflowException):
         super().__init__(f"{message} ({detail})" if detail else message)
 
 
-class RunComfyInvalidInputError(RunComfyError, ValueError):
-    """The inputs or the model id were rejected: locally before any request, or by the API (400/422)."""
+class RunComfyInvalidInputError(RunComfyError, AirflowFailException, ValueError):
+    """The inputs, the model id or a task's setting were rejected: locally before any request, or by the API
+    (400/422). The same input is rejected again, so a task that raises it fails without a retry."""
 
 
 class RunComfyAuthError(RunComfyError):

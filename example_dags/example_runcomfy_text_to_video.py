@@ -29,7 +29,9 @@ with DAG(
         style="3d_animation",
         seed=42,
         deferrable=True,
-        output_dir="{{ var.value.get('runcomfy_output_dir', 'file:///tmp/runcomfy-outputs') }}/{{ ds }}",
+        # run_after, not ds: runs triggered without a logical date (manual, REST, Asset-triggered) have no ds.
+        output_dir="{{ var.value.get('runcomfy_output_dir', 'file:///tmp/runcomfy-outputs') }}/"
+        "{{ dag_run.run_after.strftime('%Y-%m-%d') }}",
         poll_interval=1,
         retries=2,
     )

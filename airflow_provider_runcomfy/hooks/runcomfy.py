@@ -137,6 +137,14 @@ class RunComfyHook(BaseHook):
     # -- connection -----------------------------------------------------------------------------------------
 
     def _read_connection(self, conn: Any) -> tuple[str, str]:
+        if conn.conn_type and conn.conn_type != self.conn_type:
+            self.log.warning(
+                "Connection %r is of type %r, not %r: reading its password as the API token and its host as the "
+                "base URL",
+                self.runcomfy_conn_id,
+                conn.conn_type,
+                self.conn_type,
+            )
         token = (conn.password or "").strip()
         if not token:
             raise RunComfyAuthError(
@@ -145,12 +153,15 @@ class RunComfyHook(BaseHook):
         if token != conn.password:  # Airflow masks the password itself when it reads the connection
             mask_secret(token)
         host = (conn.host or "").strip().rstrip("/")
+        # A host without a scheme is https, unless the connection says otherwise in its schema or extra "scheme"
+        # (the URI form, runcomfy://:token@host:port, has no other place for it).
+        scheme = (conn.schema or _extra(conn).get("scheme") or "https").strip().lower()
         if not host:
             base_url = DEFAULT_BASE_URL
         elif "://" in host:
             base_url = host
         else:
-            base_url = f"https://{host}" + (f":{conn.port}" if conn.port else "")
+            base_url = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
         base_url = base_url.removesuffix("/v1")
         parts = urlsplit(base_url)
         try:
@@ -253,9 +264,14 @@ class RunComfyHook(BaseHook):
         watch = _watch(request_id, self.log, timeout, poll_interval, include_cost, cancel_on_timeout)
         return self._drive(watch, request_id, stop_at_sleep=False)
 
-    def poll_request(self, request_id: str, *, include_cost: bool = False) -> RequestResult | None:
-        """One look: the final result if the request has finished, ``None`` while it runs (a sensor's poke)."""
-        watch = _watch(request_id, self.log, float("inf"), 0.0, include_cost, False, log_elapsed=False)
+    def poll_request(
+        self, request_id: str, *, include_cost: bool = False, waiting_since: float | None = None
+    ) -> RequestResult | None:
+        """One look: the final result if the request has finished, ``None`` while it runs (a sensor's poke).
+
+        ``waiting_since`` (epoch seconds) makes the logged state say how long the caller has waited.
+        """
+        watch = _watch(request_id, self.log, float("inf"), 0.0, include_cost, False, since=waiting_since)
         return self._drive(watch, request_id, stop_at_sleep=True)
 
     def _drive(
@@ -423,7 +439,9 @@ class RunComfyHook(BaseHook):
         def retryable(error: BaseException) -> bool:
             if isinstance(error, RunComfyConnectionError):
                 return error.never_sent or not is_submit
-            return not is_submit and isinstance(error, (RunComfyRateLimitError, RunComfyServerError))
+            if isinstance(error, RunComfyRateLimitError):  # a 429 refused the submit: no job was created
+                return True
+            return not is_submit and isinstance(error, RunComfyServerError)
 
         def wait(state: RetryCallState) -> float:
             retry_after = getattr(state.outcome.exception() if state.outcome else None, "retry_after", None)
@@ -447,6 +465,8 @@ class RunComfyHook(BaseHook):
     ) -> RunComfyConnectionError:
         reached = "never reached the server" if never_sent else "may have reached the server"
         message = f"{method} {path} failed ({type(error).__name__}: {self._redact(str(error))}); the request {reached}"
+        if _is_tls_handshake_failure(error):
+            message += " (the TLS handshake failed: is this host plain http? Then give the base URL as http://...)"
         return RunComfyConnectionError(message, never_sent=never_sent, request_id=request_id)
 
     def _parse(
@@ -491,6 +511,9 @@ class RunComfyHook(BaseHook):
         if kind is RunComfyRateLimitError:
             retry_after = _retry_after_seconds(headers.get("Retry-After"))
             return RunComfyRateLimitError(f"Rate limited: {message}", retry_after=retry_after, **details)
+        if status_code == 401 or _as_int(code) == 400004:
+            refused = f"RunComfy refused the API token of connection {self.runcomfy_conn_id!r} (missing, expired or"
+            return RunComfyAuthError(f"{refused} revoked: check its password): {message}", **details)
         return kind(f"RunComfy answered: {message}", **details)
 
     def _redact(self, text: str) -> str:
@@ -562,7 +585,7 @@ def _watch(
     include_cost: bool,
     cancel_on_timeout: bool,
     *,
-    log_elapsed: bool = True,
+    since: float | None = None,
 ) -> Generator[_Call, Any, RequestResult]:
     """The one terminal rule, free of I/O so that the sync and the async side drive the same code.
 
@@ -571,7 +594,7 @@ def _watch(
     status (succeeded, failed, cancelled) is returned; :meth:`RequestResult.raise_for_outcome` judges it. Past the
     deadline a still-queued job is cancelled (if ``cancel_on_timeout``) and :class:`RunComfyTimeoutError` raised.
     """
-    progress = Progress(request_id, log, log_elapsed=log_elapsed)
+    progress = Progress(request_id, log, since=time.time() if since is None else since)
     deadline = time.monotonic() + timeout
     while True:
         status: RequestStatus = yield _Call("get_status")
@@ -598,12 +621,12 @@ def _watch(
 
 
 class Progress:
-    """Logs each change of a request's state once, with its queue position and the time spent so far."""
+    """Logs each change of a request's state once, with its queue position and the time waited since ``since``."""
 
-    def __init__(self, request_id: str, log: Any, *, log_elapsed: bool = True) -> None:
+    def __init__(self, request_id: str, log: Any, *, since: float) -> None:
         self.request_id = request_id
         self.log = log
-        self.started = time.monotonic() if log_elapsed else None
+        self.since = since
         self.last: tuple[str, int | None] | None = None
 
     def update(self, status: str, queue_position: int | None = None) -> None:
@@ -611,8 +634,8 @@ class Progress:
             return
         self.last = (status, queue_position)
         where = f" (queue position {queue_position})" if queue_position is not None else ""
-        elapsed = f" after {time.monotonic() - self.started:.1f}s" if self.started is not None else ""
-        self.log.info("RunComfy request %s is %s%s%s", self.request_id, status, where, elapsed)
+        elapsed = max(0.0, time.time() - self.since)
+        self.log.info("RunComfy request %s is %s%s after %.1fs", self.request_id, status, where, elapsed)
 
 
 @dataclass(frozen=True)
@@ -646,6 +669,11 @@ def _is_loopback(host: str | None) -> bool:
 def _request_path(request_id: str) -> str:
     if not isinstance(request_id, str) or not request_id.strip():
         raise RunComfyInvalidInputError(f"request_id must be a non-empty string, not {request_id!r}")
+    if request_id.strip() in ("None", "null"):  # what Jinja makes of an xcom_pull that found nothing
+        raise RunComfyInvalidInputError(
+            f"request_id is {request_id!r}: its template rendered to nothing (does the xcom_pull name the task and "
+            "key that pushed it, such as key='request_id'?)"
+        )
     return f"/v1/requests/{quote(request_id.strip(), safe='')}"
 
 
@@ -657,8 +685,50 @@ def _requests_never_sent(error: requests.RequestException) -> bool:
         from urllib3.exceptions import MaxRetryError, NewConnectionError
 
         reason = error.args[0].reason if error.args and isinstance(error.args[0], MaxRetryError) else None
-        return isinstance(reason, NewConnectionError)  # refused, unreachable, or a name that does not resolve
+        # refused, unreachable, or a name that does not resolve; or a TLS handshake that failed before the request
+        return isinstance(reason, NewConnectionError) or _is_tls_handshake_failure(error)
     return False
+
+
+# What OpenSSL says when the handshake itself fails (a plain-http server answering, no common protocol): the HTTP
+# request is sent only after a handshake, so none of it left. Errors later on an established TLS connection say
+# other things, and stay "may have reached the server".
+_HANDSHAKE_REASONS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "RECORD_LAYER_FAILURE",
+        "UNKNOWN_PROTOCOL",
+        "UNSUPPORTED_PROTOCOL",
+        "NO_PROTOCOLS_AVAILABLE",
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",
+        "TLSV1_ALERT_PROTOCOL_VERSION",
+        "TLSV1_ALERT_INTERNAL_ERROR",
+    }
+)
+
+
+def _is_tls_handshake_failure(error: BaseException) -> bool:
+    """True when ``error`` or what it wraps is a TLS handshake failure, by its type or OpenSSL's reason."""
+    import ssl
+
+    return any(
+        isinstance(cause, ssl.SSLCertVerificationError)
+        or (isinstance(cause, ssl.SSLError) and getattr(cause, "reason", None) in _HANDSHAKE_REASONS)
+        for cause in _causes(error)
+    )
+
+
+def _causes(error: BaseException | None) -> Iterator[BaseException]:
+    """``error`` and what it wraps: urllib3 keeps the cause in ``.reason``, requests in ``args[0]``."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        wrapped = getattr(error, "reason", None)
+        if not isinstance(wrapped, BaseException):
+            first = error.args[0] if error.args else None
+            wrapped = first if isinstance(first, BaseException) else error.__cause__ or error.__context__
+        error = wrapped
 
 
 def _json(content: bytes) -> dict[str, Any] | None:
@@ -666,6 +736,14 @@ def _json(content: bytes) -> dict[str, Any] | None:
 
     value = json.loads(content) if content else None
     return value if isinstance(value, dict) else None
+
+
+def _extra(conn: Any) -> dict[str, Any]:
+    try:
+        extra = conn.extra_dejson
+    except (AttributeError, ValueError):
+        return {}
+    return extra if isinstance(extra, dict) else {}
 
 
 def _as_int(code: Any) -> int | None:

@@ -33,6 +33,7 @@ DEFAULT_MAX_BYTES = 2 << 30  # 2 GiB: far above a PixVerse clip, low enough to s
 # allow 160 GB. Local files ignore it.
 UPLOAD_PART_BYTES = 16 << 20
 _EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,8}")
+_STAND_IN_ID = "00000000-0000-0000-0000-000000000000"  # names are checked before the submit gives the real id
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,22 @@ def output_name(template: str, *, request_id: str, index: int, url: str, map_ind
     return name
 
 
+def check_destination(output_dir: str | ObjectStoragePath, name_template: str, *, map_index: int = -1) -> None:
+    """Refuse, before anything is paid, a rendered ``output_name`` that cannot be made (with a stand-in request id)
+    and an ``output_dir`` that no filesystem serves."""
+    output_name(name_template, request_id=_STAND_IN_ID, index=0, url="https://host/output.mp4", map_index=map_index)
+    try:
+        as_path(output_dir).fs  # noqa: B018 - resolves the filesystem, as the copy will
+    except (ValueError, ImportError, KeyError) as error:
+        raise RunComfyInvalidInputError(f"output_dir {str(output_dir)!r} cannot be written to: {error}") from None
+
+
+def as_path(output_dir: str | ObjectStoragePath) -> ObjectStoragePath:
+    from airflow.sdk import ObjectStoragePath
+
+    return output_dir if isinstance(output_dir, ObjectStoragePath) else ObjectStoragePath(output_dir)
+
+
 def store_outputs(
     hook: RunComfyHook,
     urls: list[str],
@@ -83,28 +100,30 @@ def store_outputs(
 ) -> list[StoredFile]:
     """Copy every output URL under ``output_dir``; a re-run that finds its own files intact skips them.
 
-    What was stored is recorded in the task state store (Airflow 3.3+, ``state_store``) under ``files``.
+    What was stored is recorded in the task state store (Airflow 3.3+, ``state_store``) under ``files``, with the
+    request and URL it came from: a file is skipped only when it came from this request's same output. A cleared
+    task whose new request writes to the same name (``latest{ext}``) replaces the old file.
     """
-    from airflow.sdk import ObjectStoragePath
-
-    base = output_dir if isinstance(output_dir, ObjectStoragePath) else ObjectStoragePath(output_dir)
+    base = as_path(output_dir)
     previous = (state_store.get("files") if state_store is not None else None) or {}
-    stored = []
+    stored, records = [], {}
     for index, url in enumerate(urls):
         name = output_name(name_template, request_id=request_id, index=index, url=url, map_index=map_index)
         destination = base / name
-        stored.append(
-            copy_output(
-                hook,
-                url,
-                destination,
-                max_bytes=max_bytes,
-                allow_loopback_http=allow_loopback_http,
-                previous=previous.get(str(destination)),
-            )
+        recorded = previous.get(str(destination)) or {}
+        same_source = recorded.get("request_id") == request_id and recorded.get("url") == url
+        file = copy_output(
+            hook,
+            url,
+            destination,
+            max_bytes=max_bytes,
+            allow_loopback_http=allow_loopback_http,
+            previous=recorded if same_source else None,
         )
-    if state_store is not None and stored:
-        state_store.set("files", {file.uri: file.as_dict() for file in stored})
+        stored.append(file)
+        records[file.uri] = {**file.as_dict(), "request_id": request_id, "url": url}
+    if state_store is not None and records:
+        state_store.set("files", records)
     return stored
 
 

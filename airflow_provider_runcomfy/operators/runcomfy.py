@@ -17,7 +17,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperat
 from pydantic import BaseModel
 
 from airflow_provider_runcomfy.exceptions import RunComfyConnectionError, RunComfyJobError, RunComfyNotFoundError
-from airflow_provider_runcomfy.io.storage import DEFAULT_MAX_BYTES, DEFAULT_NAME, output_name
+from airflow_provider_runcomfy.io.storage import DEFAULT_MAX_BYTES, DEFAULT_NAME, check_destination, output_name
 from airflow_provider_runcomfy.links.runcomfy import RunComfyOutputLink
 from airflow_provider_runcomfy.schemas import validate_inputs
 from airflow_provider_runcomfy.schemas.api import FINISHED_RESULT_STATUSES, RequestEvent, RequestResult
@@ -126,7 +126,10 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
         return self.inputs or {}
 
     def execute(self, context: Context) -> Any:
-        self._body = validate_inputs(self.model_id, self.request_inputs())  # rendered now; still before paying
+        # Rendered now: checked again before anything is paid (a bad value fails without a retry).
+        self._body = validate_inputs(self.model_id, self.request_inputs())
+        if self.output_dir:
+            check_destination(self.output_dir, self.output_name, map_index=context["ti"].map_index)
         try:
             return self.execute_resumable(context)
         except _EarlierRequestCancelled as cancelled:
@@ -161,12 +164,23 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
         return {"request_id": request_id, "inputs": self._fingerprint}
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
+        """Whether the stored request of an earlier try can be reattached to; the reason is logged when not."""
         if not isinstance(external_id, dict) or external_id.get("inputs") != self._fingerprint:
+            self.log.warning(
+                "The stored RunComfy request %s was made from other inputs (the DAG or its rendered values changed): "
+                "submitting a new request",
+                external_id.get("request_id") if isinstance(external_id, dict) else external_id,
+            )
             return _STALE
+        request_id = external_id["request_id"]
         try:
-            return self.hook.get_result(external_id["request_id"]).status
+            status = self.hook.get_result(request_id).status
         except RunComfyNotFoundError:
+            self.log.warning("RunComfy no longer knows the stored request %s: submitting a new request", request_id)
             return _GONE
+        if status in FINISHED_RESULT_STATUSES and status != "succeeded":
+            self.log.warning("The stored RunComfy request %s ended %s: submitting a new request", request_id, status)
+        return status
 
     def is_job_active(self, status: str) -> bool:
         return status not in (_GONE, _STALE) and status not in FINISHED_RESULT_STATUSES
@@ -185,6 +199,7 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
                 self._final = self.hook.poll_request(request_id, include_cost=self.include_cost)
                 if self._final is None:  # a finished job does not defer
                     trigger = self.request_trigger(
+                        context,
                         request_id,
                         timeout=self.timeout,
                         poll_interval=self.poll_interval,
@@ -303,9 +318,10 @@ class RunComfyDownloadOperator(RunComfyTaskMixin, BaseOperator):
     """Copy the outputs of a finished request to object storage: the last step of a split pipeline.
 
     Returns the same dict as the model operators, with ``files``; emits Asset events for its ``outlets``.
-    Takes ``request_id``, ``output_dir``, ``output_name`` (all templated), ``model_id`` (for the return value),
-    and ``runcomfy_conn_id``, ``max_output_bytes``, ``allow_loopback_http``, ``hook_params`` as the model
-    operators do. A request that has not finished fails the task: wait for it with ``RunComfyRequestSensor``.
+    Takes ``request_id``, ``output_dir``, ``output_name`` (all templated), ``model_id`` (templated; RunComfy's
+    result does not name the model, so the return value holds what is given here), and ``runcomfy_conn_id``,
+    ``include_cost``, ``max_output_bytes``, ``allow_loopback_http``, ``hook_params`` as the model operators do.
+    A request that has not finished fails the task: wait for it with ``RunComfyRequestSensor``.
     """
 
     template_fields: Sequence[str] = ("request_id", "output_dir", "output_name", "model_id")
@@ -320,6 +336,7 @@ class RunComfyDownloadOperator(RunComfyTaskMixin, BaseOperator):
         output_name: str = DEFAULT_NAME,
         model_id: str | None = None,
         runcomfy_conn_id: str = "runcomfy_default",
+        include_cost: bool = False,
         max_output_bytes: int = DEFAULT_MAX_BYTES,
         allow_loopback_http: bool | None = None,
         hook_params: dict[str, Any] | None = None,
@@ -327,6 +344,7 @@ class RunComfyDownloadOperator(RunComfyTaskMixin, BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.hook_params = check_hook_params(hook_params)
+        self.include_cost = include_cost
         self.request_id = request_id
         self.output_dir = output_dir
         self.output_name = output_name
@@ -337,7 +355,8 @@ class RunComfyDownloadOperator(RunComfyTaskMixin, BaseOperator):
         _check_output_name(self.output_name)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        result = self.hook.get_result(self.request_id)
+        check_destination(self.output_dir, self.output_name, map_index=context["ti"].map_index)
+        result = self.hook.get_result(self.request_id, include_cost=self.include_cost)
         if not result.is_finished:
             raise RunComfyJobError(
                 f"RunComfy request {result.request_id} is still {result.status}: "

@@ -79,6 +79,7 @@ class RunComfyRequestSensor(RunComfyTaskMixin, BaseSensorOperator):
         if done:
             return done.xcom_value
         trigger = self.request_trigger(
+            context,
             self.request_id,
             timeout=self.timeout,
             poll_interval=self.poke_interval,
@@ -88,8 +89,11 @@ class RunComfyRequestSensor(RunComfyTaskMixin, BaseSensorOperator):
         self.defer(trigger=trigger, method_name="execute_complete")
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
+        started = getattr(context.get("ti"), "start_date", None)
         with _final_errors_fail():
-            result = self.hook.poll_request(self.request_id, include_cost=self.include_cost)
+            result = self.hook.poll_request(
+                self.request_id, include_cost=self.include_cost, waiting_since=started and started.timestamp()
+            )
             if result is None:
                 return False
             return PokeReturnValue(is_done=True, xcom_value=self.task_result(context, result, {}))

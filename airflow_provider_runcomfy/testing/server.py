@@ -36,13 +36,13 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from airflow_provider_runcomfy.exceptions import RunComfyInvalidInputError
-from airflow_provider_runcomfy.schemas import MODEL_INPUTS, validate_inputs
+from airflow_provider_runcomfy.schemas import MODEL_INPUTS, check_model_id, validate_inputs
 
 SAMPLE_MP4 = Path(__file__).with_name("sample.mp4")
 SAMPLE_BYTES = SAMPLE_MP4.read_bytes()  # what every succeeded job's output.mp4 serves
 SAMPLE_SHA256 = hashlib.sha256(SAMPLE_BYTES).hexdigest()
 CALLS = ("submit", "status", "result", "cancel", "file", "any")
-FAULTS = ("429", "500", "502", "503", "drop", "slow", "http200_error")
+FAULTS = ("400", "422", "429", "500", "502", "503", "drop", "slow", "http200_error")
 # A failed job's status says `completed`, as RunComfy's does; only the result call says `failed`.
 OUTCOMES = ("succeeded", "failed")
 CHUNK = 1 << 20
@@ -103,9 +103,12 @@ class Job:
 class State:
     """Everything the app knows: jobs, pending rules, the request log. Shared by the server thread and the test."""
 
-    def __init__(self, tokens: Iterable[str], queue_seconds: float, run_seconds: float, model_ids: Iterable[str]):
+    def __init__(
+        self, tokens: Iterable[str], queue_seconds: float, run_seconds: float, model_ids: Iterable[str] | None
+    ):
         self.tokens = list(tokens)
-        self.model_ids = set(MODEL_INPUTS) | set(model_ids)
+        # None: any well-formed model id is served; otherwise only these and the PixVerse models.
+        self.model_ids = None if model_ids is None else set(MODEL_INPUTS) | set(model_ids)
         self.default_clock = {"queue_seconds": queue_seconds, "run_seconds": run_seconds}
         self.lock = threading.Lock()
         self.reset()
@@ -215,6 +218,10 @@ class Stream(Response):
 
 def _fault_response(fault: dict[str, Any]) -> Response:
     kind = fault["fault"]
+    if kind == "400":  # as RunComfy refuses a model id it does not know
+        return JSONResponse({"code": 400001, "error": "InvalidModelId", "message": "Simulated unknown model"}, 400)
+    if kind == "422":
+        return JSONResponse({"code": 422000, "error": "InvalidInput", "message": "Simulated rejected inputs"}, 422)
     if kind == "429":
         headers = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else None
         return JSONResponse({"code": 429000, "error": "TooManyRequests"}, 429, headers)
@@ -246,7 +253,7 @@ def create_app(state: State) -> Starlette:
             if call != "file":
                 entry["auth"] = owner is not None
             job = state.jobs.get(params.get("request_id", ""))
-            if kind in ("429", "500", "502", "503", "http200_error"):
+            if kind in ("400", "422", "429", "500", "502", "503", "http200_error"):
                 response = _fault_response(fault)
             elif call != "file" and owner is None:
                 response = _error(401, 400004, "UserAccountError")
@@ -275,7 +282,11 @@ def create_app(state: State) -> Starlette:
 
     async def submit(request: Request, owner: int, entry: dict[str, Any]) -> Response:
         model_id = request.path_params["model_id"]
-        if model_id not in state.model_ids and not model_id.startswith("test/"):
+        try:
+            check_model_id(model_id)
+        except RunComfyInvalidInputError:
+            return _error(400, 400001, "InvalidModelId", f"malformed model id {model_id!r}")
+        if state.model_ids is not None and model_id not in state.model_ids:
             return _error(400, 400001, "InvalidModelId", f"unknown model id {model_id!r}")
         try:
             entry["body"] = await request.json()
@@ -414,7 +425,7 @@ class RunComfyTestServer:
         port: int = 0,
         queue_seconds: float = 0.2,
         run_seconds: float = 0.3,
-        model_ids: Iterable[str] = (),
+        model_ids: Iterable[str] | None = None,
     ):
         self.token, self.host, self.port = token, host, port
         self.state = State([token, *tokens], queue_seconds, run_seconds, model_ids)
@@ -519,7 +530,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default=token, help="default: $RUNCOMFY_TEST_SERVER_TOKEN or test-token")
     parser.add_argument("--queue-seconds", type=float, default=0.2)
     parser.add_argument("--run-seconds", type=float, default=0.3)
-    parser.add_argument("--model-id", dest="model_ids", action="append", default=[], help="accept it too (repeat)")
+    parser.add_argument(
+        "--model-id",
+        dest="model_ids",
+        action="append",
+        default=None,
+        help="serve only this model id, and the PixVerse ones (repeat); by default any well-formed id is served",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     signals: list[int] = []

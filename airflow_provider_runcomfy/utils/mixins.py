@@ -5,6 +5,7 @@ value of a finished request (outputs copied, Asset events filled in). The sensor
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -58,20 +59,40 @@ class RunComfyTaskMixin:
         return RunComfyHook(self.runcomfy_conn_id, **self.hook_params)
 
     def request_trigger(
-        self, request_id: str, *, timeout: float, poll_interval: float, cancel_on_timeout: bool, cancel_on_kill: bool
+        self,
+        context: Context,
+        request_id: str,
+        *,
+        timeout: float,
+        poll_interval: float,
+        cancel_on_timeout: bool,
+        cancel_on_kill: bool,
     ) -> RunComfyRequestTrigger:
+        """The trigger that waits for ``request_id``, with a deadline that also honours ``execution_timeout``."""
         from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
 
         return RunComfyRequestTrigger(
             request_id=request_id,
             runcomfy_conn_id=self.runcomfy_conn_id,
-            end_time=time.time() + timeout,
+            end_time=time.time() + self.time_left(context, timeout),
             poll_interval=poll_interval,
             include_cost=self.include_cost,
             cancel_on_timeout=cancel_on_timeout,
             cancel_on_kill=cancel_on_kill,
             hook_params=self.hook_params,
         )
+
+    def time_left(self, context: Context, timeout: float) -> float:
+        """``timeout``, or less when the task's ``execution_timeout`` (counted from the task's start) ends sooner.
+
+        Airflow enforces ``execution_timeout`` on a worker but not while a task is deferred, so the trigger must.
+        """
+        limit = getattr(self, "execution_timeout", None)
+        if not limit:
+            return timeout
+        started = getattr(context.get("ti"), "start_date", None)
+        spent = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
+        return max(0.0, min(timeout, limit.total_seconds() - spent))
 
     def task_result(self, context: Context, result: RequestResult, inputs: dict[str, Any]) -> dict[str, Any]:
         """The return value of a request that succeeded (see the XCom contract); any other end raises its error."""

@@ -79,6 +79,20 @@ def test_every_path_waits_out_a_result_that_lags_the_status(test_dags_sandbox, r
     assert run.xcom("poke_sensor")["request_id"] == run.xcom("deferrable_sensor")["request_id"] == watched
 
 
+def test_a_failure_that_would_recur_is_not_retried(test_dags_sandbox, runcomfy_server):
+    runcomfy_server.add_faults([{"call": "submit", "fault": "400"}, {"call": "submit", "fault": "422"}])
+    run = test_dags_sandbox.dags_test("deterministic_failures_dag", runcomfy_server)
+
+    tasks = {ti["task_id"]: (ti["state"], ti["try_number"]) for ti in run.task_instances}
+    assert tasks == dict.fromkeys(tasks, ("failed", 1)) and len(tasks) == 8, tasks  # retries=2 left unused
+    submits = [e for e in runcomfy_server.log if e["call"] == "submit"]
+    assert sorted(e["model_id"] for e in submits) == ["acme/rejected_inputs/v1", "acme/unknown_model/v1"]
+    assert runcomfy_server.submits == 0  # no job was created, so nothing was paid
+    assert not [e for e in runcomfy_server.log if e["call"] != "submit"]  # "None" was never asked for
+    for says in ("duration", "prompt", "would leave output_dir", "nosuchscheme", "rendered to nothing"):
+        assert says in run.output, says
+
+
 def test_a_job_that_fails_on_the_server_fails_its_task(test_dags_sandbox, runcomfy_server):
     runcomfy_server.add_outcomes([{"outcome": "failed", "times": 2}])  # the status call says "completed"
     run = test_dags_sandbox.dags_test("single_clip_dag", runcomfy_server)

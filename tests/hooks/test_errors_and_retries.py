@@ -55,6 +55,11 @@ def test_answers_map_to_errors(status_code, body, error, code):
     assert (raised.value.status_code, raised.value.code, raised.value.request_id) == (status_code, code, "r")
 
 
+def test_a_refused_token_names_its_connection():
+    with pytest.raises(RunComfyAuthError, match="refused the API token of connection 'runcomfy_default'"):
+        parse(401, b'{"code": 400004, "error": "UserAccountError"}')
+
+
 def test_the_token_is_redacted_from_an_echoed_error():
     with pytest.raises(RunComfyAuthError) as raised:
         parse(401, b'{"code": 400004, "message": "token sk-secret-token is revoked"}')
@@ -118,15 +123,19 @@ def test_a_read_is_retried_after_a_transient_failure(error, monkeypatch):
     assert len(sleeps) == 2 and all(0 < s <= 30 for s in sleeps)
 
 
-@pytest.mark.parametrize("error", TRANSIENT, ids=lambda e: e.message)
+@pytest.mark.parametrize("error", [TRANSIENT[0], TRANSIENT[2]], ids=lambda e: e.message)
 def test_a_submit_that_may_have_arrived_is_not_retried(error, monkeypatch):
     tries, sleeps, outcome = attempts_until_done([error], is_submit=True, monkeypatch=monkeypatch)
     assert (tries, sleeps, outcome) == (1, [], error)
 
 
-def test_a_submit_that_never_left_is_retried(monkeypatch):
-    refused = RunComfyConnectionError("refused", never_sent=True)
-    tries, _, outcome = attempts_until_done([refused, refused], is_submit=True, monkeypatch=monkeypatch)
+@pytest.mark.parametrize(
+    "error",
+    [RunComfyConnectionError("refused", never_sent=True), RunComfyRateLimitError("429", retry_after=2.0)],
+    ids=["never sent", "429: refused without creating a job"],
+)
+def test_a_submit_that_created_no_job_is_retried(error, monkeypatch):
+    tries, _, outcome = attempts_until_done([error, error], is_submit=True, monkeypatch=monkeypatch)
     assert (tries, outcome) == (3, "answer")
 
 
@@ -176,6 +185,42 @@ def test_base_url_from_connection_host(host, port, expected):
 def test_a_malformed_base_url_is_refused_before_any_request(host):
     with pytest.raises(RunComfyInvalidInputError, match="invalid base URL"):
         RunComfyHook()._read_connection(_connection(host, "t"))
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"host": "127.0.0.1", "port": 8765, "schema": "http"}, "http://127.0.0.1:8765"),
+        ({"host": "127.0.0.1", "port": 8765, "extra": '{"scheme": "http"}'}, "http://127.0.0.1:8765"),
+        ({"host": "127.0.0.1", "port": 8765}, "https://127.0.0.1:8765"),
+    ],
+)
+def test_a_host_without_a_scheme_takes_it_from_schema_or_extra(fields, expected):
+    from airflow.sdk import Connection
+
+    conn = Connection(conn_id="runcomfy_default", conn_type="runcomfy", password="t", **fields)
+    assert RunComfyHook()._read_connection(conn)[0] == expected
+
+
+def test_the_uri_form_can_say_http():
+    from airflow.sdk import Connection
+
+    conn = Connection.from_uri("runcomfy://:tok@127.0.0.1:8765/http", conn_id="runcomfy_default")
+    assert RunComfyHook()._read_connection(conn) == ("http://127.0.0.1:8765", "tok")
+
+
+def test_a_connection_of_another_type_is_used_with_a_warning(capfd):
+    from airflow.sdk import Connection
+
+    conn = Connection(conn_id="runcomfy_default", conn_type="http", host="http://127.0.0.1:1", password="t")
+    assert RunComfyHook()._read_connection(conn)[0] == "http://127.0.0.1:1"
+    assert "is of type 'http', not 'runcomfy'" in "".join(capfd.readouterr())
+
+
+@pytest.mark.parametrize("request_id", ["None", "null", "", "  "])
+def test_a_request_id_rendered_to_nothing_is_refused_before_any_request(request_id):
+    with pytest.raises(RunComfyInvalidInputError, match="request_id"):
+        RunComfyHook().get_status(request_id)  # no connection is read: it would fail differently
 
 
 @pytest.mark.parametrize("password", [None, "", "   "])

@@ -145,7 +145,6 @@ def test_retry_after_is_honoured(runcomfy_connection):
         ({"fault": "slow", "delay": 2.0}, RunComfyConnectionError),
         ({"fault": "500"}, RunComfyServerError),
         ({"fault": "503"}, RunComfyServerError),
-        ({"fault": "429", "retry_after": 0}, RunComfyError),
     ],
     ids=lambda v: v["fault"] if isinstance(v, dict) else "",
 )
@@ -158,6 +157,31 @@ def test_a_submit_that_may_have_arrived_is_never_sent_again(runcomfy_connection,
     if error is RunComfyConnectionError:
         assert not raised.value.never_sent
         assert "may have reached the server" in str(raised.value)
+
+
+def test_a_submit_refused_with_429_is_sent_again_after_retry_after(runcomfy_connection):
+    runcomfy_connection.add_faults([{"call": "submit", "fault": "429", "retry_after": 0, "times": 2}])
+    submitted = fast_hook().submit(TEXT_TO_VIDEO, T2V_INPUTS)
+    assert [e["status"] for e in submit_requests(runcomfy_connection)] == [429, 429, 200]
+    assert runcomfy_connection.submits == 1 and submitted.request_id
+
+
+def test_a_tls_handshake_with_a_plain_http_server_is_known_never_sent(runcomfy_server):
+    hook = fast_hook(max_retries=1)
+    hook._read_connection(_connection(runcomfy_server.url.replace("http://", "https://"), runcomfy_server.token))
+    with pytest.raises(RunComfyConnectionError) as raised:
+        hook.submit(TEXT_TO_VIDEO, T2V_INPUTS)
+    assert raised.value.never_sent
+    assert "never reached the server" in str(raised.value) and "plain http?" in str(raised.value)
+    assert runcomfy_server.log == []  # nothing reached the API
+
+
+async def test_the_async_side_says_the_same_of_a_tls_handshake(runcomfy_server):
+    hook = fast_hook(max_retries=0)
+    hook._read_connection(_connection(runcomfy_server.url.replace("http://", "https://"), runcomfy_server.token))
+    with pytest.raises(RunComfyConnectionError) as raised:
+        await hook.aget_status("r")
+    assert raised.value.never_sent and "plain http?" in str(raised.value)
 
 
 def test_a_submit_that_never_left_is_retried_until_the_server_is_up():

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from airflow_provider_runcomfy.exceptions import RunComfyInvalidInputError, RunComfyJobError, RunComfyTimeoutError
@@ -63,7 +67,7 @@ def test_hook_params_reach_the_hook_and_the_trigger():
     params = {"timeout": 5.0, "max_retries": 9, "retry_min_wait": 0.5, "retry_max_wait": 4.0}
     op = RunComfyTextToVideoOperator(task_id="t", prompt="hi", hook_params=params)
     assert (op.hook.timeout, op.hook.max_retries, op.hook.retry_min_wait, op.hook.retry_max_wait) == (5.0, 9, 0.5, 4.0)
-    trigger = op.request_trigger("r", timeout=60, poll_interval=1, cancel_on_timeout=True, cancel_on_kill=True)
+    trigger = op.request_trigger({}, "r", timeout=60, poll_interval=1, cancel_on_timeout=True, cancel_on_kill=True)
     assert trigger.serialize()[1]["hook_params"] == params
     assert trigger._hook().max_retries == 9
 
@@ -143,7 +147,7 @@ def test_on_kill_without_cancel_on_kill_leaves_the_job(runcomfy_connection):
     assert runcomfy_connection.cancels == 0
 
 
-def test_a_retry_reattaches_only_to_a_request_made_from_the_same_inputs(runcomfy_connection):
+def test_a_retry_reattaches_only_to_a_request_made_from_the_same_inputs(runcomfy_connection, capfd):
     store = _Store()
     first = _op().execute(_context(store))
     assert _op().execute(_context(store))["request_id"] == first["request_id"]  # same inputs: the same video
@@ -153,6 +157,8 @@ def test_a_retry_reattaches_only_to_a_request_made_from_the_same_inputs(runcomfy
     again = edited.execute(_context(store))  # the DAG changed, then the task was cleared
     assert again["request_id"] != first["request_id"]
     assert runcomfy_connection.submits == 2
+    logged = "".join(capfd.readouterr())
+    assert f"The stored RunComfy request {first['request_id']} was made from other inputs" in logged
 
 
 def test_an_id_stored_by_another_version_is_not_reattached_to(runcomfy_connection):
@@ -163,7 +169,7 @@ def test_an_id_stored_by_another_version_is_not_reattached_to(runcomfy_connectio
     assert not [e for e in runcomfy_connection.log if e["request_id"] == "a-bare-request-id"]  # not even asked
 
 
-def test_an_expired_request_is_submitted_afresh(runcomfy_connection):
+def test_an_expired_request_is_submitted_afresh(runcomfy_connection, capfd):
     store = _Store()
     _earlier_try(store)
     store["request_id"]["request_id"] = "long-gone"  # RunComfy: 404, request missing, deleted or expired
@@ -174,6 +180,7 @@ def test_an_expired_request_is_submitted_afresh(runcomfy_connection):
     assert result["request_id"] != "long-gone"
     assert runcomfy_connection.submits == 2
     assert store["request_id"]["request_id"] == result["request_id"]
+    assert "RunComfy no longer knows the stored request long-gone" in "".join(capfd.readouterr())
 
 
 @pytest.mark.unit
@@ -202,6 +209,94 @@ def test_the_download_operator_says_to_wait_for_a_request_that_has_not_finished(
     assert list(tmp_path.iterdir()) == []
 
 
+def _synthetic_sha256(size: int, seed: int) -> str:
+    from airflow_provider_runcomfy.testing.server import synthetic_chunks
+
+    digest = hashlib.sha256()
+    for chunk in synthetic_chunks(size, seed):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def test_a_cleared_task_with_new_inputs_replaces_the_file_of_the_old_request(runcomfy_connection, tmp_path):
+    # A fixed output_name: the second request writes where the first one's file is, and must replace it.
+    runcomfy_connection.add_outcomes([{"outcome": "succeeded", "synthetic_size": 4096, "seed": s} for s in (1, 2)])
+    store, output_dir = _Store(), tmp_path.as_uri()
+    first = _op(output_dir=output_dir, output_name="latest{ext}").execute(_context(store))
+    edited = RunComfyTextToVideoOperator(
+        task_id="t", prompt="an edited prompt", poll_interval=0.05, output_dir=output_dir, output_name="latest{ext}"
+    )
+    second = edited.execute(_context(store))
+
+    assert second["request_id"] != first["request_id"]
+    [file] = second["files"]
+    assert file["sha256"] == _synthetic_sha256(4096, 2) != first["files"][0]["sha256"]
+    assert hashlib.sha256((tmp_path / "latest.bin").read_bytes()).hexdigest() == file["sha256"]
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.bin"]
+
+
+def test_a_download_of_another_request_to_the_same_name_replaces_the_file(runcomfy_connection, tmp_path):
+    runcomfy_connection.add_outcomes([{"outcome": "succeeded", "synthetic_size": 2048, "seed": s} for s in (3, 4)])
+    store, hook = _Store(), _op().hook
+    sha256s = []
+    for _ in range(2):
+        request_id = hook.submit(TEXT_TO_VIDEO, {"prompt": "hi"}).request_id
+        hook.wait_for_request(request_id, timeout=30, poll_interval=0.05)
+        download = RunComfyDownloadOperator(
+            task_id="d", request_id=request_id, output_dir=tmp_path.as_uri(), output_name="latest{ext}"
+        )
+        sha256s.append(download.execute(_context(store))["files"][0]["sha256"])
+    assert sha256s == [_synthetic_sha256(2048, 3), _synthetic_sha256(2048, 4)]
+    assert hashlib.sha256((tmp_path / "latest.bin").read_bytes()).hexdigest() == sha256s[1]
+
+
+def test_a_rerun_of_the_same_request_skips_the_copy(runcomfy_connection, tmp_path):
+    store = _Store()
+    first = _op(output_dir=tmp_path.as_uri()).execute(_context(store))
+    again = _op(output_dir=tmp_path.as_uri()).execute(_context(store))  # a retry reattaches to the same request
+    assert again["files"] == first["files"]
+    assert sum(e["call"] == "file" for e in runcomfy_connection.log) == 1
+
+
+@pytest.mark.parametrize(
+    ("output_dir", "output_name", "says"),
+    [
+        ("{{ params.dir }}", "{request_id}{ext}", "output_dir 'nosuchscheme://bucket/clips' cannot be written to"),
+        ("file:///tmp/clips", "{{ params.name }}", "would leave output_dir"),
+        ("file:///tmp/clips", "{{ params.bad }}", "not a valid template"),
+    ],
+)
+def test_a_rendered_destination_is_checked_before_the_submit(runcomfy_connection, output_dir, output_name, says):
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    op = _op(output_dir=output_dir, output_name=output_name)
+    params = {"dir": "nosuchscheme://bucket/clips", "name": "../../escape.mp4", "bad": "{prompt}{ext}"}
+    op.render_template_fields({"params": params})
+    with pytest.raises(RunComfyInvalidInputError, match=says) as raised:
+        op.execute(_context())
+    assert isinstance(raised.value, AirflowFailException)  # the same value fails the same way: no retry
+    assert runcomfy_connection.log == []
+
+
+def test_a_deferred_wait_ends_at_the_execution_timeout_and_cancels_the_queued_job(runcomfy_connection):
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    runcomfy_connection.set_clock(queue_seconds=3600, run_seconds=60)
+    op = _op(deferrable=True, execution_timeout=timedelta(seconds=1))  # timeout stays at the 1 h default
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(_context())
+    trigger = deferred.value.trigger
+    assert trigger.end_time - datetime.now(timezone.utc).timestamp() <= 1.0
+
+    async def first_event():
+        async for event in trigger.run():
+            return event.payload
+
+    with pytest.raises(RunComfyTimeoutError, match="still queued and has been cancelled"):
+        op.execute_complete(_context(), asyncio.run(first_event()))
+    assert runcomfy_connection.cancels == 1
+
+
 def _context(store=None) -> dict:
     return {"ti": _TaskInstance(), "task_state_store": store if store is not None else _Store()}
 
@@ -219,6 +314,7 @@ class _TaskInstance:
 
     def __init__(self):
         self.pushed = []
+        self.start_date = datetime.now(timezone.utc)
 
     def xcom_push(self, key, value):
         self.pushed.append((key, value))

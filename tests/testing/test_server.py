@@ -144,8 +144,14 @@ def test_request_of_another_token_is_forbidden():
         assert server.cancels == 0
 
 
+def test_any_well_formed_model_id_is_served_by_default(runcomfy_server):
+    assert submit(runcomfy_server, {"prompt": "x"}, model_id="bytedance/seedream-4-0/text-to-image").status_code == 200
+    malformed = submit(runcomfy_server, {}, model_id="acme/-not-an-id")
+    assert (malformed.status_code, malformed.json()["code"]) == (400, 400001)
+
+
 def test_model_ids_and_input_validation():
-    with RunComfyTestServer(model_ids=["acme/other/v1"]) as server:
+    with RunComfyTestServer(model_ids=["acme/other/v1", "test/echo"]) as server:
         unknown = submit(server, model_id="acme/unknown/v1")
         assert (unknown.status_code, unknown.json()["code"], unknown.json()["error"]) == (400, 400001, "InvalidModelId")
         bad = submit(server, {"prompt": "x", "duration": 7})
@@ -282,6 +288,8 @@ def test_outcome_can_point_the_output_at_a_synthetic_file(runcomfy_server):
 @pytest.mark.parametrize(
     ("rule", "status", "check"),
     [
+        ({"fault": "400"}, 400, lambda h, b: json.loads(b)["code"] == 400001),
+        ({"fault": "422"}, 422, lambda h, b: json.loads(b)["error"] == "InvalidInput"),
         ({"fault": "429", "retry_after": 2}, 429, lambda h, b: h["retry-after"] == "2" and b"TooManyRequests" in b),
         ({"fault": "429"}, 429, lambda h, b: "retry-after" not in h),
         ({"fault": "500"}, 500, lambda h, b: json.loads(b)["code"] == 500000),
