@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_runcomfy.testing.deployment import AirflowDeployment, RunComfyControl
-
+from .harness import AirflowDeployment, RunComfyControl
 from .report import SECTIONS, Report, write
 
 HERE = Path(__file__).parent
