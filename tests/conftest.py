@@ -1,9 +1,22 @@
-"""Test settings: an Airflow home of the test run's own, so tests never touch a user's Airflow."""
+"""Test settings: an Airflow home of the test run's own, so tests never touch a user's Airflow, and the one
+option that lets a run change a tracked file."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 
+import pytest
+
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="runcomfy-airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Here, not in tests/deployment/conftest.py: pytest reads options only from the conftest files it loads first.
+    parser.addoption(
+        "--write-report",
+        action="store_true",
+        help="rewrite docs/reliability.md from this run of tests/deployment/ (every section must pass); "
+        "without it the report goes to pytest's temporary directory",
+    )
