@@ -211,7 +211,7 @@ async def child(contender: str, n: int, url: str, interval: float) -> dict[str, 
 
 def measure(contender: str, n: int, url: str, interval: float, env: dict[str, str]) -> dict[str, Any]:
     """One contender watching n jobs in its own process; the server's log tells what reached it."""
-    # Plain httpx, not testing.deployment.RunComfyControl: importing that (Airflow, psutil) would raise this
+    # Plain httpx, not tests/deployment/harness.RunComfyControl: importing that (Airflow, psutil) would raise this
     # process's RSS, which every child's peak inherits (see _common.run_child).
     httpx.post(f"{url}/_control/reset").raise_for_status()
     # The warm-up job finishes at once, the others spread over SPREAD seconds, none before the watch begins.

@@ -1,12 +1,25 @@
-"""Test settings: an Airflow home of the test run's own, so tests never touch a user's Airflow."""
+"""Test settings: an Airflow home of the test run's own, so tests never touch a user's Airflow, and the one
+option that lets a run change a tracked file."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 
+import pytest
+
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="runcomfy-airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Here, not in tests/deployment/conftest.py: pytest reads options only from the conftest files it loads first.
+    parser.addoption(
+        "--write-report",
+        action="store_true",
+        help="rewrite docs/reliability.md from this run of tests/deployment/ (every section must pass); "
+        "without it the report goes to pytest's temporary directory",
+    )
 
 
 # What a unit test may not use: a server, an Airflow run, a deployment, an object store.
@@ -15,8 +28,6 @@ _SLOW_FIXTURES = {"runcomfy_server", "runcomfy_connection", "deployment", "s3_bu
 
 def pytest_collection_modifyitems(items):
     """A test marked ``unit`` that asks for a server or an Airflow run is a mistake: say so at collection."""
-    import pytest
-
     for item in items:
         if item.get_closest_marker("unit") is None:
             continue

@@ -1,5 +1,5 @@
 """Fixtures of the deployment tests: one real Airflow deployment for this package, the RunComfy server as the
-tests drive it, and the report that becomes ``docs/reliability.md``.
+tests drive it, and the reliability report (``docs/reliability.md`` with ``--write-report``).
 
 The deployment is package-scoped: it starts before the first test here and is stopped after the last one, so it
 never runs (and eats the CPU) during the rest of the suite. If PostgreSQL cannot be installed, its start raises
@@ -9,7 +9,6 @@ and every test here errors: a missing database is a failure, never a skip.
 from __future__ import annotations
 
 import os
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,12 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_runcomfy.testing.deployment import AirflowDeployment, RunComfyControl
-
-from .report import SECTIONS, Report, write
+from .harness import AirflowDeployment, RunComfyControl
+from .report import DOCS, REGENERATE, SECTIONS, Report, write
 
 HERE = Path(__file__).parent
-DOCS = HERE.parents[1] / "docs" / "reliability.md"
+REPORT_NOTES = pytest.StashKey[list[str]]()  # where the report went, for the terminal summary
 TOKEN = f"rcf-secret-{uuid.uuid4()}"  # distinctive: the secrets scan looks for this exact string
 PARALLELISM = 4
 DAG_IDS = [
@@ -46,6 +44,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rest = [item for item in items if item not in scan]
     last = max((i for i, item in enumerate(rest) if item.path.parent == HERE), default=len(rest) - 1)
     items[:] = rest[: last + 1] + scan + rest[last + 1 :]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say where the report went: output of the fixture's teardown is captured, and shown only on failure."""
+    for note in terminalreporter.config.stash.get(REPORT_NOTES, []):
+        terminalreporter.write_line(note)
 
 
 class Server:
@@ -91,7 +95,9 @@ def report() -> Report:
 
 
 @pytest.fixture(scope="package")
-def deployment(tmp_path_factory: pytest.TempPathFactory, report: Report) -> Iterator[AirflowDeployment]:
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, report: Report, pytestconfig: pytest.Config
+) -> Iterator[AirflowDeployment]:
     started = time.monotonic()
     root = tmp_path_factory.mktemp("deployment")
     deployment = AirflowDeployment(
@@ -104,12 +110,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, report: Report) -> Iter
         yield deployment
     finally:
         try:
-            _finish_report(deployment, report, started)
+            _finish_report(deployment, report, started, pytestconfig)
         finally:
             deployment.stop()
 
 
-def _finish_report(deployment: AirflowDeployment, report: Report, started: float) -> None:
+def _finish_report(deployment: AirflowDeployment, report: Report, started: float, config: pytest.Config) -> None:
     import airflow
 
     Server(deployment.runcomfy, report).tally()
@@ -124,17 +130,19 @@ def _finish_report(deployment: AirflowDeployment, report: Report, started: float
         task_tries=tries,
         suite_s=round(time.monotonic() - started),
     )
-    if report.complete:
-        write(report, DOCS)
-        print(f"\nwrote {DOCS}", file=sys.stderr)
-    else:
+    notes = config.stash.setdefault(REPORT_NOTES, [])
+    if not report.complete:
         missing = [name for name in SECTIONS if name not in report.sections]
         partial = deployment.root.parent / "reliability.partial.md"
         partial.write_text(repr(report))
-        print(
-            f"\nreliability report incomplete (missing {missing}): {DOCS} left as it was; see {partial}",
-            file=sys.stderr,
-        )
+        notes.append(f"reliability report incomplete (missing {', '.join(missing)}); partial figures in {partial}")
+        if config.getoption("write_report"):
+            pytest.fail(f"--write-report: the report is incomplete (missing {', '.join(missing)}); {DOCS} not written")
+    elif config.getoption("write_report"):
+        notes.append(f"reliability report: wrote {write(report, DOCS)}")
+    else:
+        target = write(report, deployment.root.parent / "reliability.md")
+        notes.append(f"reliability report: {target} ({DOCS} left as it was; `{REGENERATE}` rewrites it)")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from airflow_provider_runcomfy.testing.deployment import wait_until
+from .harness import wait_until
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -9,9 +9,8 @@ import time
 
 import pytest
 
-from airflow_provider_runcomfy.testing.deployment import wait_until
-
 from .conftest import PARALLELISM
+from .harness import wait_until
 
 pytestmark = pytest.mark.timeout(900)
 

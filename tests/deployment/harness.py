@@ -7,7 +7,9 @@ worker slots) only holds or breaks across processes, as users run Airflow. Every
 tuned for quick turnarounds on a small machine, and is stopped (process groups, then any stray descendant) by
 :meth:`AirflowDeployment.stop`, also when the start fails half-way.
 
-``python -m airflow_provider_runcomfy.testing.deployment up --dags DIR`` starts one and keeps it up until Ctrl-C.
+It lives under ``tests/``, not in the wheel: it installs PostgreSQL with apt-get and drives a whole deployment,
+which is this project's test set-up, not a kit for users' tests. ``scripts/deployment up [--dags DIR]`` (that is,
+``python -m tests.deployment.harness up`` from the repository root) starts one and keeps it up until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import requests
 
 from airflow_provider_runcomfy.testing.dag_test import POOL
 from airflow_provider_runcomfy.testing.ports import free_port
-from airflow_provider_runcomfy.testing.postgres import PrivateCluster, ensure_installed
+
+from .postgres import PrivateCluster, ensure_installed
 
 COMPONENTS = ("scheduler", "triggerer", "dag-processor", "api-server")
 

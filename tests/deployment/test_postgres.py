@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_runcomfy.testing import postgres
+from . import postgres
 
 
 def test_a_missing_server_that_cannot_be_installed_raises(monkeypatch):
