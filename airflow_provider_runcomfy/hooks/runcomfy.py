@@ -377,7 +377,6 @@ class RunComfyHook(BaseHook):
             return done.value
 
     async def _acall(self, method: str, path: str, answer: type[Answer], request_id: str, **kwargs: Any) -> Answer:
-        import asyncio
 
         import aiohttp
 
@@ -393,7 +392,7 @@ class RunComfyHook(BaseHook):
             try:
                 async with session.request(method, base_url + path, headers=headers, timeout=timeout, **kwargs) as r:
                     content = await r.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            except (TimeoutError, aiohttp.ClientError) as error:
                 never_sent = isinstance(error, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
                 raise self._transport_error(error, never_sent, method, path, request_id) from None
             return self._parse(r.status, r.headers, content, answer, request_id)

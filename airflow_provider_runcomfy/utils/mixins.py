@@ -5,7 +5,7 @@ value of a finished request (outputs copied, Asset events filled in). The sensor
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +91,7 @@ class RunComfyTaskMixin:
         if not limit:
             return timeout
         started = getattr(context.get("ti"), "start_date", None)
-        spent = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
+        spent = (datetime.now(UTC) - started).total_seconds() if started else 0.0
         return max(0.0, min(timeout, limit.total_seconds() - spent))
 
     def task_result(self, context: Context, result: RequestResult, inputs: dict[str, Any]) -> dict[str, Any]:

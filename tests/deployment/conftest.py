@@ -9,12 +9,15 @@ and every test here errors: a missing database is a failure, never a skip.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from airflow_provider_runcomfy.testing.dag_test import POOL
 
 from .harness import AirflowDeployment, RunComfyControl
 from .report import DOCS, REGENERATE, SECTIONS, Report, write
@@ -23,9 +26,20 @@ HERE = Path(__file__).parent
 REPORT_NOTES = pytest.StashKey[list[str]]()  # where the report went, for the terminal summary
 TOKEN = f"rcf-secret-{uuid.uuid4()}"  # distinctive: the secrets scan looks for this exact string
 PARALLELISM = 4
+EXAMPLE_DAGS = HERE.parents[1] / "example_dags"  # parsed beside the test DAGs, as a user's deployment would
+EXAMPLE_DAG_IDS = [
+    "example_runcomfy_text_to_video",
+    "example_runcomfy_image_to_video",
+    "example_runcomfy_split_pipeline",
+    "example_runcomfy_batch",
+    "runcomfy_generate_clip",  # the Asset pipeline; runcomfy_check_clip runs on its Asset event
+    "example_runcomfy_human_review",
+]
 DAG_IDS = [
     *(f"fault_{mode}{variant}" for mode in ("sync", "deferrable") for variant in ("", "_noretry", "_timeout")),
     *("crash_sigkill", "triggerer_restart", "user_kills", "scale_100", "bad_input", "bad_connection"),
+    *EXAMPLE_DAG_IDS,
+    "runcomfy_check_clip",
 ]
 # Broken connections for the bad-input table; each points at the local server, so a request that should not
 # have been sent would be seen there.
@@ -100,11 +114,22 @@ def deployment(
 ) -> Iterator[AirflowDeployment]:
     started = time.monotonic()
     root = tmp_path_factory.mktemp("deployment")
+    dags = shutil.copytree(HERE / "dags", root / "dags", ignore=shutil.ignore_patterns("__pycache__"))
+    for example in EXAMPLE_DAGS.glob("*.py"):
+        shutil.copy(example, dags)
+    outputs = {"AIRFLOW_VAR_RUNCOMFY_OUTPUT_DIR": (root / "outputs").as_uri()}
     deployment = AirflowDeployment(
-        root, HERE / "dags", token=TOKEN, parallelism=PARALLELISM, connections=BROKEN_CONNECTIONS
+        root,
+        dags,
+        token=TOKEN,
+        parallelism=PARALLELISM,
+        connections=BROKEN_CONNECTIONS,
+        extra_env=outputs,
+        model_ids=["pixverse/pixverse/v5.5/text-to-video"],  # PixVerse only: another model meets a 400, as on RunComfy
     )
     deployment.start()
     try:
+        deployment.airflow("pools", "set", *POOL)  # the batch example's pool
         report.environment["startup_s"] = round(time.monotonic() - started)
         deployment.wait_for_dags(DAG_IDS)
         yield deployment

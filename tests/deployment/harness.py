@@ -225,6 +225,8 @@ class AirflowDeployment:
     :param token: The RunComfy API token in the connection; a distinctive one makes a secrets scan meaningful.
     :param parallelism: ``[core] parallelism``: how many task processes the LocalExecutor runs at once.
     :param queue_seconds, run_seconds: The RunComfy server's default job clock.
+    :param model_ids: The only model ids the server serves (besides PixVerse's), refusing others with 400001 as
+        RunComfy does; by default it serves any well-formed id.
     :param connections: More ``runcomfy`` connections by id, e.g. ``{"runcomfy_empty": {"password": ""}}``;
         each points at the local server unless it names a ``host``.
     :param extra_env: More ``AIRFLOW__...`` settings, or variables the DAGs read.
@@ -238,6 +240,7 @@ class AirflowDeployment:
         token: str | None = None,
         parallelism: int = 4,
         queue_seconds: float = 0.5,
+        model_ids: list[str] | None = None,
         run_seconds: float = 0.5,
         connections: dict[str, dict[str, Any]] | None = None,
         extra_env: dict[str, str] | None = None,
@@ -250,6 +253,7 @@ class AirflowDeployment:
         self.token = token or f"rcf-secret-{uuid.uuid4()}"
         self.parallelism = parallelism
         self.clock = (queue_seconds, run_seconds)
+        self.model_ids = model_ids
         self.connections = {"runcomfy_default": {"password": self.token}, **(connections or {})}
         self.extra_env = extra_env or {}
         self.postgres = PrivateCluster()
@@ -369,6 +373,8 @@ class AirflowDeployment:
     def _start_runcomfy_server(self) -> None:
         command = [sys.executable, "-m", "airflow_provider_runcomfy.testing.server", "--port", str(self.server_port)]
         command += ["--queue-seconds", str(self.clock[0]), "--run-seconds", str(self.clock[1])]
+        for model_id in self.model_ids or ():
+            command += ["--model-id", model_id]
         # The token goes in the server's environment: not on a command line (`ps`, the log's header).
         env = {**self.env, "RUNCOMFY_TEST_SERVER_TOKEN": self.token}
         self.services["runcomfy-server"] = Service("runcomfy-server", command, self.component_logs / "runcomfy.log")

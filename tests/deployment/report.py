@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("faults", "crash_sigkill", "triggerer_restart", "kills", "scale", "bad_input", "secrets")
+SECTIONS = ("faults", "crash_sigkill", "triggerer_restart", "kills", "scale", "bad_input", "examples", "secrets")
 SUITE = Path(__file__).parent
 DOCS = SUITE.parents[1] / "docs" / "reliability.md"
 REGENERATE = "scripts/test --write-report tests/deployment"
@@ -81,9 +81,9 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 def _document(report: Report) -> list[str]:
     s, env = report.sections, report.environment
     faults, sigkill, restart, kills = s["faults"], s["crash_sigkill"], s["triggerer_restart"], s["kills"]
-    scale, bad, secrets = s["scale"], s["bad_input"], s["secrets"]
+    scale, bad, examples, secrets = s["scale"], s["bad_input"], s["examples"], s["secrets"]
     checked = faults["checked"] + sigkill["checked"] + restart["checked"] + kills["checked"]
-    checked += scale["checked"] + bad["checked"]
+    checked += scale["checked"] + bad["checked"] + examples["checked"]
     duplicates = sum(section.get("duplicates", 0) for section in s.values())
     out = [
         "# Reliability on a real Airflow deployment",
@@ -179,7 +179,17 @@ def _document(report: Report) -> list[str]:
         "",
         *_table(["#", "input", "error (task log)", "POST sent", "job"], bad["rows"]),
         "",
-        "## 6. Secrets",
+        "## 6. The example DAGs, in runs without a logical date",
+        "",
+        "Each example of `example_dags/` triggered through the REST API with `logical_date: null` (as a plain",
+        "`airflow dags trigger` and Asset-triggered runs are); the Asset pipeline's checker ran on the Asset event",
+        "and the human review was approved through the HITL REST endpoint.",
+        "",
+        *_table(["DAG", "run type", "logical date", "state", "tasks (all succeeded)"], examples["rows"]),
+        "",
+        f"Jobs submitted: {examples['submits']}, one per generating task.",
+        "",
+        "## 7. Secrets",
         "",
         f"The connection's token is a distinctive string (`rcf-secret-<uuid>`); it authenticated "
         f"{report.totals['authenticated']} requests during the run. After all other tests it was searched for in:",

@@ -86,10 +86,9 @@ CASES = [
         check=retry_after_was_honoured(2),
     ),
     Case(
-        "429 with Retry-After on the submit",
+        "429 with Retry-After on the submit (no job created: sent again)",
         ({"call": "submit", "fault": "429", "retry_after": 1},),
-        tries=2,
-        first_error="RunComfyRateLimitError",
+        check=retry_after_was_honoured(1),
     ),
     Case(
         "5xx burst on polls (500, 502 HTML, 503 HTML)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -286,7 +286,7 @@ def test_a_deferred_wait_ends_at_the_execution_timeout_and_cancels_the_queued_jo
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(_context())
     trigger = deferred.value.trigger
-    assert trigger.end_time - datetime.now(timezone.utc).timestamp() <= 1.0
+    assert trigger.end_time - datetime.now(UTC).timestamp() <= 1.0
 
     async def first_event():
         async for event in trigger.run():
@@ -314,7 +314,7 @@ class _TaskInstance:
 
     def __init__(self):
         self.pushed = []
-        self.start_date = datetime.now(timezone.utc)
+        self.start_date = datetime.now(UTC)
 
     def xcom_push(self, key, value):
         self.pushed.append((key, value))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC
 
 import pytest
 
@@ -49,12 +50,12 @@ def test_a_poke_returns_what_the_operators_return(runcomfy_connection):
 
 
 def test_a_poke_logs_the_queue_position_and_the_time_waited(runcomfy_connection, capfd):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
     from types import SimpleNamespace
 
     runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
     request_id = submit()
-    ti = SimpleNamespace(start_date=datetime.now(timezone.utc) - timedelta(seconds=42))
+    ti = SimpleNamespace(start_date=datetime.now(UTC) - timedelta(seconds=42))
     assert sensor(request_id).poke({"ti": ti}) is False
     assert re.search(
         rf"RunComfy request {request_id} is in_queue \(queue position 0\) after 4\d\.\ds", capfd.readouterr().out
