@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import airflow
+
 from airflow_provider_runcomfy.testing.dag_test import AirflowSandbox
 from airflow_provider_runcomfy.testing.server import RunComfyTestServer
 
@@ -15,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dag-id", default="example_runcomfy_text_to_video")
-    parser.add_argument("--airflow-home", type=Path, default=ROOT / "airflow-home")
+    # One home per Airflow version: each migrates the metadata database to its own schema.
+    parser.add_argument("--airflow-home", type=Path, default=ROOT / "airflow-home" / airflow.__version__)
     args = parser.parse_args()
 
     print(f"Preparing Airflow in {args.airflow_home} ...", flush=True)

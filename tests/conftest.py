@@ -36,3 +36,17 @@ def pytest_collection_modifyitems(items):
         }
         if slow:
             raise pytest.UsageError(f"{item.nodeid} is marked unit but uses {sorted(slow)}")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.requires_airflow("3.3", reason)``: the feature under test does not exist on older minors.
+
+    Each such test names, in its reason, the test that checks what those minors do instead.
+    """
+    from airflow_provider_runcomfy.version_compat import AIRFLOW_VERSION
+
+    marker = item.get_closest_marker("requires_airflow")
+    if marker is not None:
+        needed = tuple(int(part) for part in marker.args[0].split("."))
+        if AIRFLOW_VERSION[: len(needed)] < needed:
+            pytest.skip(f"needs Airflow {marker.args[0]}+: {marker.kwargs['reason']}")

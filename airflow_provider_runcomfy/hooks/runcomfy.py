@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 from pydantic import BaseModel, ValidationError
 from tenacity import (
@@ -129,10 +129,12 @@ class RunComfyHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The connection form for Airflow < 3.2, which does not read it from the provider info."""
+        """The connection form for Airflow < 3.2, which does not read it from the provider info (and spells its keys
+        with underscores: ``hidden_fields``)."""
         from airflow_provider_runcomfy.get_provider_info import get_provider_info
 
-        return get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+        form = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+        return {key.replace("-", "_"): value for key, value in form.items()}
 
     # -- connection -----------------------------------------------------------------------------------------
 
@@ -182,7 +184,9 @@ class RunComfyHook(BaseHook):
     async def _aget_credentials(self) -> tuple[str, str]:
         if self._credentials:
             return self._credentials
-        return self._read_connection(await _shared_lookup(self.runcomfy_conn_id, self.aget_connection))
+        from airflow_provider_runcomfy.version_compat import aget_connection
+
+        return self._read_connection(await _shared_lookup(self.runcomfy_conn_id, aget_connection))
 
     @property
     def base_url(self) -> str:

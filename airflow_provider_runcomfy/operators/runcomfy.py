@@ -28,6 +28,7 @@ from airflow_provider_runcomfy.schemas.pixverse import (
     PixVerseTextToVideoInput,
 )
 from airflow_provider_runcomfy.utils.mixins import RunComfyTaskMixin, check_hook_params
+from airflow_provider_runcomfy.version_compat import AIRFLOW_VERSION
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -130,6 +131,14 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
         self._body = validate_inputs(self.model_id, self.request_inputs())
         if self.output_dir:
             check_destination(self.output_dir, self.output_name, map_index=context["ti"].map_index)
+        try_number = getattr(context["ti"], "try_number", 1) or 1
+        if try_number > 1 and context.get("task_state_store") is None:
+            self.log.warning(
+                "This Airflow (%s) has no task state store (Airflow 3.3+): try %d submits a new paid job instead of "
+                "reattaching to the request of an earlier try",
+                ".".join(map(str, AIRFLOW_VERSION)),
+                try_number,
+            )
         try:
             return self.execute_resumable(context)
         except _EarlierRequestCancelled as cancelled:

@@ -58,6 +58,9 @@ def test_example_dag_succeeds(examples_sandbox, runcomfy_server, output_dir, dag
     assert runcomfy_server.submits == jobs
 
 
+@pytest.mark.requires_airflow(
+    "3.1", reason="airflow dags test on 3.0 does not activate a DAG's assets (AirflowInactiveAssetInInletOrOutlet)"
+)
 def test_asset_pipeline_hands_the_clip_to_the_checker_in_its_event(examples_sandbox, runcomfy_server, output_dir):
     produced = examples_sandbox.dags_test(
         "runcomfy_generate_clip", runcomfy_server, AIRFLOW_VAR_RUNCOMFY_OUTPUT_DIR=output_dir
@@ -76,6 +79,9 @@ def test_asset_pipeline_hands_the_clip_to_the_checker_in_its_event(examples_sand
     assert (event["uri"], event["sha256"]) == (generated["files"][0]["uri"], generated["files"][0]["sha256"])
 
 
+@pytest.mark.requires_airflow(
+    "3.3", reason="airflow dags test answers approvals from 3.3; tests/deployment/test_examples.py approves over REST"
+)
 @pytest.mark.parametrize("answer", ["Approve", "Reject"])
 def test_human_review_publishes_only_approved_clips(examples_sandbox, runcomfy_server, tmp_path, answer):
     output_dir = (tmp_path / "outputs").as_uri()

@@ -9,6 +9,8 @@ import pytest
 
 from airflow_provider_runcomfy.testing.server import SAMPLE_SHA256
 
+NO_STORE = "a retry reattaches through the task state store (3.3+); before, it submits anew (see tests/operators)"
+
 
 def test_a_dag_written_from_the_readme(test_dags_sandbox, runcomfy_server):
     run = test_dags_sandbox.dags_test("readme_dag", runcomfy_server)
@@ -33,6 +35,7 @@ def test_a_dag_written_from_the_readme(test_dags_sandbox, runcomfy_server):
     } in bodies
 
 
+@pytest.mark.requires_airflow("3.3", reason=NO_STORE)
 @pytest.mark.parametrize(
     ("dag_id", "task_ids", "decision"),
     [
@@ -101,12 +104,14 @@ def test_a_job_that_fails_on_the_server_fails_its_task(test_dags_sandbox, runcom
     assert (run.state("clip_sync"), run.state("clip_deferrable")) == ("failed", "failed")
     submitted = [e["request_id"] for e in runcomfy_server.log if e["call"] == "submit"]
     assert len(submitted) == 2
+    squeezed = re.sub(r"[\s│]+", "", run.output)  # some minors print the error in a box, wrapped
     for request_id in submitted:
-        assert f"request_id {request_id}" in run.output
-    assert "RunComfy request failed" in run.output
+        assert f"request_id{request_id}" in squeezed
+    assert "RunComfyrequestfailed" in squeezed
     assert not [r for r in run.xcoms if r["key"] == "return_value"]
 
 
+@pytest.mark.requires_airflow("3.3", reason=NO_STORE)
 def test_a_download_broken_half_way_leaves_no_file_and_the_retry_stores_it(
     test_dags_sandbox, runcomfy_server, tmp_path
 ):

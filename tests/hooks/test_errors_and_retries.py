@@ -203,9 +203,9 @@ def test_a_host_without_a_scheme_takes_it_from_schema_or_extra(fields, expected)
 
 
 def test_the_uri_form_can_say_http():
-    from airflow.sdk import Connection
+    from airflow.models.connection import Connection  # parses the URI form on every minor
 
-    conn = Connection.from_uri("runcomfy://:tok@127.0.0.1:8765/http", conn_id="runcomfy_default")
+    conn = Connection(conn_id="runcomfy_default", uri="runcomfy://:tok@127.0.0.1:8765/http")
     assert RunComfyHook()._read_connection(conn) == ("http://127.0.0.1:8765", "tok")
 
 
