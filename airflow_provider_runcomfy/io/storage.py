@@ -71,13 +71,18 @@ def output_name(template: str, *, request_id: str, index: int, url: str, map_ind
 
 
 def check_destination(output_dir: str | ObjectStoragePath, name_template: str, *, map_index: int = -1) -> None:
-    """Refuse, before anything is paid, a rendered ``output_name`` that cannot be made (with a stand-in request id)
+    """Refuse, before anything is paid, a rendered ``output_name`` that cannot be made (see :func:`check_name`)
     and an ``output_dir`` that no filesystem serves."""
-    output_name(name_template, request_id=_STAND_IN_ID, index=0, url="https://host/output.mp4", map_index=map_index)
+    check_name(name_template, map_index=map_index)
     try:
         as_path(output_dir).fs  # noqa: B018 - resolves the filesystem, as the copy will
     except (ValueError, ImportError, KeyError) as error:
         raise RunComfyInvalidInputError(f"output_dir {str(output_dir)!r} cannot be written to: {error}") from None
+
+
+def check_name(name_template: str, *, map_index: int = -1) -> None:
+    """Refuse an ``output_name`` that cannot be made or would leave ``output_dir``, with a stand-in request id."""
+    output_name(name_template, request_id=_STAND_IN_ID, index=0, url="https://host/output.mp4", map_index=map_index)
 
 
 def as_path(output_dir: str | ObjectStoragePath) -> ObjectStoragePath:

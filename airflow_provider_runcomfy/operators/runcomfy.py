@@ -17,7 +17,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperat
 from pydantic import BaseModel
 
 from airflow_provider_runcomfy.exceptions import RunComfyConnectionError, RunComfyJobError, RunComfyNotFoundError
-from airflow_provider_runcomfy.io.storage import DEFAULT_MAX_BYTES, DEFAULT_NAME, check_destination, output_name
+from airflow_provider_runcomfy.io.storage import DEFAULT_MAX_BYTES, DEFAULT_NAME, check_destination, check_name
 from airflow_provider_runcomfy.links.runcomfy import RunComfyOutputLink
 from airflow_provider_runcomfy.schemas import validate_inputs
 from airflow_provider_runcomfy.schemas.api import FINISHED_RESULT_STATUSES, RequestEvent, RequestResult
@@ -378,7 +378,7 @@ class RunComfyDownloadOperator(RunComfyTaskMixin, BaseOperator):
 def _check_output_name(template: Any) -> None:
     """A literal ``output_name`` is checked when the DAG is parsed: a bad one would fail after the job is paid."""
     if not _has_template(template):
-        output_name(template, request_id="request", index=0, url="https://host/output.mp4")
+        check_name(template)
 
 
 def _has_template(value: Any) -> bool:

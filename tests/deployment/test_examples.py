@@ -13,29 +13,35 @@ from .harness import wait_until
 pytestmark = pytest.mark.timeout(600)
 
 
-def approve_when_asked(deployment, dag_id: str, run_id: str, asked: list[float]) -> bool:
-    """Answer the review as a person does in the UI (the HITL REST endpoint), a few seconds after it was asked.
+def approver(deployment, dag_id: str, run_id: str, delay: float = 5.0):
+    """For ``wait_until``: answer the review as a person does in the UI (the HITL REST endpoint), ``delay`` seconds
+    after it was asked; True once answered.
 
     Not at once: Airflow 3.3.2's scheduler can fail a task that is resumed within a second of pausing, before it
     has handled the executor's report of the pause (apache/airflow #67287); no reviewer is that quick.
     """
-    states = {ti["task_id"]: ti["state"] for ti in deployment.api.task_instances(dag_id, run_id)}
-    if states.get("review") not in ("deferred", "awaiting_input"):
-        return False
-    asked.append(asked[0] if asked else time.monotonic())
-    if time.monotonic() - asked[0] < 5:
-        return False
-    path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/review/-1/hitlDetails"
-    deployment.api.request("PATCH", path, json={"chosen_options": ["Approve"]})
-    return True
+    asked_at: float | None = None
+
+    def approve() -> bool:
+        nonlocal asked_at
+        states = {ti["task_id"]: ti["state"] for ti in deployment.api.task_instances(dag_id, run_id)}
+        if states.get("review") not in ("deferred", "awaiting_input"):
+            return False
+        asked_at = asked_at or time.monotonic()
+        if time.monotonic() - asked_at < delay:
+            return False
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/review/-1/hitlDetails"
+        deployment.api.request("PATCH", path, json={"chosen_options": ["Approve"]})
+        return True
+
+    return approve
 
 
 def test_every_example_succeeds_without_a_logical_date(deployment, server, report):
     server.reset(queue_seconds=0.5, run_seconds=0.5)
     runs = {dag_id: deployment.api.trigger(dag_id) for dag_id in EXAMPLE_DAG_IDS}  # logical_date: null
     review = "example_runcomfy_human_review"
-    asked: list[float] = []
-    wait_until(lambda: approve_when_asked(deployment, review, runs[review], asked), timeout=300, what="the review")
+    wait_until(approver(deployment, review, runs[review]), timeout=300, what="the review")
 
     states = {dag_id: deployment.api.wait_run(dag_id, run_id, timeout=300) for dag_id, run_id in runs.items()}
     checker = wait_until(
