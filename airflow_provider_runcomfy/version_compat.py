@@ -1,12 +1,15 @@
 """The one place that knows which Airflow minor is running and what differs between them.
 
 Names that moved between minors come from ``airflow.providers.common.compat.sdk``; what that package does not
-cover is here.
+cover is here, including a task state store for the minors before 3.3, so that a retry reattaches on every minor.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -33,3 +36,96 @@ async def aget_connection(conn_id: str) -> Any:
     from asgiref.sync import sync_to_async  # one thread for every sync lookup, as Airflow 3.0's docs ask
 
     return await sync_to_async(BaseHook.get_connection)(conn_id)
+
+
+class VariableStateStore:
+    """Before Airflow 3.3: the task state store's ``get``/``set`` for one task instance of one DAG run, kept in one
+    Airflow Variable (a JSON object), so that a retry finds the request of an earlier try.
+
+    The Variable's name is a digest (run ids can outgrow a Variable key); its description names the task.
+    """
+
+    def __init__(self, ti: Any) -> None:
+        scope = f"{ti.dag_id}\0{ti.run_id}\0{ti.task_id}\0{ti.map_index}"
+        self.key = "runcomfy_task_state_" + hashlib.sha256(scope.encode()).hexdigest()[:32]
+        mapped = f"[{ti.map_index}]" if ti.map_index >= 0 else ""
+        self.description = (
+            f"airflow-provider-runcomfy: task state of {ti.dag_id}.{ti.task_id}{mapped}, run {ti.run_id}: what its "
+            "retries need (Airflow < 3.3 has no task state store); deleted when the task ends"
+        )
+
+    def _load(self) -> dict[str, Any]:
+        from airflow.providers.common.compat.sdk import Variable
+
+        return Variable.get(self.key, default=None, deserialize_json=True) or {}
+
+    def get(self, key: str) -> Any:
+        return self._load().get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        from airflow.providers.common.compat.sdk import Variable
+
+        Variable.set(self.key, {**self._load(), key: value}, description=self.description, serialize_json=True)
+
+    def delete_all(self) -> None:
+        from airflow.providers.common.compat.sdk import Variable
+
+        Variable.delete(self.key)  # a key never set deletes nothing
+
+
+@contextmanager
+def task_state(context: Any) -> Iterator[None]:
+    """Give a try a task state store on every minor: Airflow's (3.3+), else a :class:`VariableStateStore`,
+    deleted once the task has ended (succeeded, or failed with no retry left); a deferral has not ended it."""
+    ti = context.get("ti")
+    if AIRFLOW_V_3_3_PLUS or context.get("task_state_store") is not None or ti is None:  # None: not run by Airflow
+        yield
+        return
+    from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException, TaskDeferred
+
+    store = context["task_state_store"] = VariableStateStore(ti)
+    try:
+        yield
+    except TaskDeferred:
+        raise
+    except Exception as error:
+        if isinstance(error, (AirflowFailException, AirflowSkipException)) or ti.try_number > ti.max_tries:
+            store.delete_all()  # no retry will read it
+        raise
+    store.delete_all()
+
+
+if AIRFLOW_V_3_3_PLUS:
+    from airflow.sdk import ResumableJobMixin
+else:
+
+    class ResumableJobMixin:  # type: ignore[no-redef]
+        """Airflow < 3.3: the SDK mixin's resume rule (3.3) over the store :func:`task_state` provides.
+
+        A stored request that is still running is reattached to, one that succeeded is returned, any other is
+        submitted afresh. ``durable=False`` submits on every try.
+        """
+
+        external_id_key = "remote_job_id"
+        log: Any
+
+        def __init__(self, *, durable: bool = True, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.durable = durable
+
+        def execute_resumable(self, context: Any) -> Any:
+            store = context.get("task_state_store") if self.durable else None
+            stored = store.get(self.external_id_key) if store is not None else None
+            if stored:
+                status = self.get_job_status(stored, context)
+                if self.is_job_active(status):
+                    self.log.info("Reconnecting to existing job %s (status %s)", stored, status)
+                    return self.poll_until_complete(stored, context)
+                if self.is_job_succeeded(status):
+                    self.log.info("Job already completed successfully, skipping resubmission: %s", stored)
+                    return self.get_job_result(stored, context)
+            external_id = self.submit_job(context)
+            if store is not None and external_id is not None:
+                store.set(self.external_id_key, external_id)
+            self.poll_until_complete(external_id, context)
+            return self.get_job_result(external_id, context)

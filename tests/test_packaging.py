@@ -2,7 +2,8 @@
 
 The suite's own venv has the ``dev`` extra and whatever Airflow brings, where an undeclared import passes
 unnoticed. So the wheel is built, installed into an empty venv with Airflow and nothing else but what the wheel
-declares (the ``testing`` extra included), and probed there (``packaging_probe.py``).
+declares (the ``testing`` extra included), and probed there (``packaging_probe.py``); Airflow there lists it as a
+provider.
 """
 
 from __future__ import annotations
@@ -81,3 +82,8 @@ def test_declared_dependencies_alone_import_every_module(wheel, tmp_path):
     result = json.loads(probe.stdout.splitlines()[-1])
     assert result["problems"] == [], "\n".join(result["problems"])
     assert sorted(result["checked"]) == sorted(modules)
+    home = {**env, "AIRFLOW_HOME": str(tmp_path / "airflow-home"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    listed = run(python.parent / "airflow", "providers", "list", "--output", "json", cwd=tmp_path, env=home)
+    table = next(line for line in listed.stdout.splitlines() if line.startswith("[{"))  # after any log lines
+    providers = {row["package_name"]: row for row in json.loads(table)}
+    assert providers["airflow-provider-runcomfy"]["version"] == metadata.version("airflow-provider-runcomfy")

@@ -2,7 +2,7 @@
 
 A run submits once, pushes the ``request_id`` to XCom and the task state store before any waiting, then waits
 on the worker or in the triggerer. A retry reattaches to a request that is still running or already
-succeeded, so a crash after the submit does not pay twice (Airflow 3.3+; older Airflow submits again).
+succeeded, so a crash after the submit does not pay twice (before Airflow 3.3 the store is an Airflow Variable).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, ResumableJobMixin, conf
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, conf
 from pydantic import BaseModel
 
 from airflow_provider_runcomfy.exceptions import RunComfyConnectionError, RunComfyJobError, RunComfyNotFoundError
@@ -28,7 +28,7 @@ from airflow_provider_runcomfy.schemas.pixverse import (
     PixVerseTextToVideoInput,
 )
 from airflow_provider_runcomfy.utils.mixins import RunComfyTaskMixin, check_hook_params
-from airflow_provider_runcomfy.version_compat import AIRFLOW_VERSION
+from airflow_provider_runcomfy.version_compat import ResumableJobMixin, task_state
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -55,7 +55,8 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
         and the task fails.
     :param cancel_on_kill: Cancel the queued job when the task is killed, marked or cleared.
     :param include_cost: Ask RunComfy for the job's cost (USD); it is returned as ``cost``.
-    :param durable: Reattach a retry to the request of an earlier try (Airflow 3.3+ task state store).
+    :param durable: Reattach a retry to the request of an earlier try (Airflow's task state store; before 3.3
+        an Airflow Variable per task instance, deleted when the task ends).
     :param output_dir: Copy the outputs here (any ``ObjectStoragePath``: ``file://``, ``s3://conn@bucket/...``);
         the return value then lists them under ``files``. (templated)
     :param output_name: File name template under ``output_dir``: ``{request_id}``, ``{map_index}``, ``{index}``,
@@ -128,26 +129,19 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
 
     def execute(self, context: Context) -> Any:
         # Rendered now: checked again before anything is paid (a bad value fails without a retry).
-        self._body = validate_inputs(self.model_id, self.request_inputs())
-        if self.output_dir:
-            check_destination(self.output_dir, self.output_name, map_index=context["ti"].map_index)
-        try_number = getattr(context["ti"], "try_number", 1) or 1
-        if try_number > 1 and context.get("task_state_store") is None:
-            self.log.warning(
-                "This Airflow (%s) has no task state store (Airflow 3.3+): try %d submits a new paid job instead of "
-                "reattaching to the request of an earlier try",
-                ".".join(map(str, AIRFLOW_VERSION)),
-                try_number,
-            )
-        try:
-            return self.execute_resumable(context)
-        except _EarlierRequestCancelled as cancelled:
-            # Clearing a deferred task starts the next try at once, while the old trigger's on_kill is still
-            # cancelling the queued job: the try can reattach to it and then see it cancelled. A cancelled request
-            # of an earlier try is submitted afresh (the mixin does so now that the store holds a cancelled one).
-            self.log.warning("%s; submitting afresh", cancelled)
-            self._final = None
-            return self.execute_resumable(context)
+        with task_state(context):
+            self._body = validate_inputs(self.model_id, self.request_inputs())
+            if self.output_dir:
+                check_destination(self.output_dir, self.output_name, map_index=context["ti"].map_index)
+            try:
+                return self.execute_resumable(context)
+            except _EarlierRequestCancelled as cancelled:
+                # Clearing a deferred task starts the next try at once, while the old trigger's on_kill is still
+                # cancelling the queued job: the try can reattach to it and then see it cancelled. A cancelled
+                # request of an earlier try is submitted afresh (the mixin does so: the store holds a cancelled one).
+                self.log.warning("%s; submitting afresh", cancelled)
+                self._final = None
+                return self.execute_resumable(context)
 
     @property
     def _fingerprint(self) -> str:
@@ -238,7 +232,8 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
         if reattached and result.cancelled:
             self.log.warning("RunComfy request %s of an earlier try was cancelled", result.request_id)
             return self.execute(context)  # the store holds the cancelled request: the mixin submits afresh
-        return self.task_result(context, result, self.request_inputs())
+        with task_state(context):
+            return self.task_result(context, result, self.request_inputs())
 
     def on_kill(self) -> None:
         if self.cancel_on_kill and self.request_id:

@@ -22,14 +22,16 @@ POOL = ("runcomfy", "4", "RunComfy jobs (example DAGs)")
 
 @dataclass
 class DagTestRun:
-    """The outcome of one ``airflow dags test``: its exit code, its output, the XComs it left and its task
-    instances (``task_id``, ``map_index``, ``state``, ``try_number``)."""
+    """The outcome of one ``airflow dags test``: its exit code, its output, the XComs it left, its task
+    instances (``task_id``, ``map_index``, ``state``, ``try_number``), and the keys of the task state Variables
+    (Airflow < 3.3) its tasks left behind."""
 
     dag_id: str
     returncode: int
     output: str
     xcoms: list[dict[str, Any]]
     task_instances: list[dict[str, Any]]
+    state_variables: list[str]
 
     def state(self, task_id: str, map_index: int = -1) -> str | None:
         return self.task_instance(task_id, map_index)["state"]
@@ -89,15 +91,15 @@ class AirflowSandbox:
     ) -> DagTestRun:
         args = ["dags", "test", dag_id, *(["--conf", json.dumps(conf)] if conf else [])]
         done = self.airflow(*args, env=self.env(server, **env))
-        xcoms, task_instances = self.latest_run(dag_id)
-        return DagTestRun(dag_id, done.returncode, done.stdout + done.stderr, xcoms, task_instances)
+        xcoms, task_instances, state_variables = self.latest_run(dag_id)
+        return DagTestRun(dag_id, done.returncode, done.stdout + done.stderr, xcoms, task_instances, state_variables)
 
-    def latest_run(self, dag_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The XComs and task instances of the DAG's latest run, read from the metadata database in a child
-        process (this one may have imported another Airflow home's settings)."""
+    def latest_run(self, dag_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+        """The XComs, task instances and left-over task state Variables of the DAG's latest run, read from the
+        metadata database in a child process (this one may have imported another Airflow home's settings)."""
         script = (
             "import json, sys\n"
-            "from airflow.models import DagRun, TaskInstance\n"
+            "from airflow.models import DagRun, TaskInstance, Variable\n"
             "from airflow.models.xcom import XComModel\n"
             "from airflow.utils.session import create_session\n"
             "with create_session() as s:\n"
@@ -108,13 +110,16 @@ class AirflowSandbox:
             "        'value': XComModel.deserialize_value(r)} for r in of_run(XComModel)]\n"
             "    tis = [{'task_id': t.task_id, 'map_index': t.map_index, 'state': t.state,\n"
             "        'try_number': t.try_number} for t in of_run(TaskInstance)]\n"
-            "    print(json.dumps([xcoms, tis], default=str))\n"
+            "    scope = '' if run is None else f'of {run.dag_id}.'\n"
+            "    left = [v.key for v in s.query(Variable).filter(Variable.key.like('runcomfy_task_state_%')).all()\n"
+            "        if run is not None and scope in v.description and f'run {run.run_id}:' in v.description]\n"
+            "    print(json.dumps([xcoms, tis, left], default=str))\n"
         )
         done = subprocess.run(
             [sys.executable, "-c", script, dag_id], env=self.env(), capture_output=True, text=True, check=True
         )
-        xcoms, task_instances = json.loads(done.stdout.strip().splitlines()[-1])
-        return xcoms, task_instances
+        xcoms, task_instances, state_variables = json.loads(done.stdout.strip().splitlines()[-1])
+        return xcoms, task_instances, state_variables
 
     def answer_approvals(self, chosen: str, *, by: str = "reviewer") -> int:
         """Answer every pending human-in-the-loop request as a person would; returns how many were answered.

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_runcomfy.testing.dag_test import POOL
+from airflow_provider_runcomfy.version_compat import AIRFLOW_V_3_1_PLUS
 
 from .harness import AirflowDeployment, RunComfyControl
 from .report import DOCS, REGENERATE, SECTIONS, Report, write
@@ -33,7 +34,7 @@ EXAMPLE_DAG_IDS = [
     "example_runcomfy_split_pipeline",
     "example_runcomfy_batch",
     "runcomfy_generate_clip",  # the Asset pipeline; runcomfy_check_clip runs on its Asset event
-    "example_runcomfy_human_review",
+    *(["example_runcomfy_human_review"] if AIRFLOW_V_3_1_PLUS else []),  # ApprovalOperator: 3.1+
 ]
 DAG_IDS = [
     *(f"fault_{mode}{variant}" for mode in ("sync", "deferrable") for variant in ("", "_noretry", "_timeout")),

@@ -41,7 +41,8 @@ def test_every_example_succeeds_without_a_logical_date(deployment, server, repor
     server.reset(queue_seconds=0.5, run_seconds=0.5)
     runs = {dag_id: deployment.api.trigger(dag_id) for dag_id in EXAMPLE_DAG_IDS}  # logical_date: null
     review = "example_runcomfy_human_review"
-    wait_until(approver(deployment, review, runs[review]), timeout=300, what="the review")
+    if review in runs:
+        wait_until(approver(deployment, review, runs[review]), timeout=300, what="the review")
 
     states = {dag_id: deployment.api.wait_run(dag_id, run_id, timeout=300) for dag_id, run_id in runs.items()}
     checker = wait_until(
@@ -65,6 +66,6 @@ def test_every_example_succeeds_without_a_logical_date(deployment, server, repor
         assert all(ti["state"] == "success" for ti in tis), tis
         checked += len(tis)
         rows.append([dag_id, run["run_type"], run["logical_date"], states[dag_id], len(tis)])
-    assert len(submitted) == 8  # one job per generating example, three for the batch
+    assert len(submitted) == len(EXAMPLE_DAG_IDS) + 2  # one job per generating example, three for the batch
     assert server.queued_jobs(log) == []
     report.record("examples", rows=rows, checked=checked, submits=len(submitted))

@@ -17,10 +17,6 @@ from airflow_provider_runcomfy.operators.runcomfy import (
 )
 from airflow_provider_runcomfy.schemas.pixverse import TEXT_TO_VIDEO, PixVerseTextToVideoInput
 
-NO_STORE = (
-    "no task state store before 3.3: each try submits anew (test_without_a_task_state_store_a_retry_says_it_pays_again)"
-)
-
 
 @pytest.mark.unit
 @pytest.mark.parametrize(
@@ -151,7 +147,6 @@ def test_on_kill_without_cancel_on_kill_leaves_the_job(runcomfy_connection):
     assert runcomfy_connection.cancels == 0
 
 
-@pytest.mark.requires_airflow("3.3", reason=NO_STORE)
 def test_a_retry_reattaches_only_to_a_request_made_from_the_same_inputs(runcomfy_connection, capfd):
     store = _Store()
     first = _op().execute(_context(store))
@@ -166,7 +161,6 @@ def test_a_retry_reattaches_only_to_a_request_made_from_the_same_inputs(runcomfy
     assert f"The stored RunComfy request {first['request_id']} was made from other inputs" in logged
 
 
-@pytest.mark.requires_airflow("3.3", reason=NO_STORE)
 def test_an_id_stored_by_another_version_is_not_reattached_to(runcomfy_connection):
     store = _Store()
     store.set("request_id", "a-bare-request-id")
@@ -175,7 +169,6 @@ def test_an_id_stored_by_another_version_is_not_reattached_to(runcomfy_connectio
     assert not [e for e in runcomfy_connection.log if e["request_id"] == "a-bare-request-id"]  # not even asked
 
 
-@pytest.mark.requires_airflow("3.3", reason=NO_STORE)
 def test_an_expired_request_is_submitted_afresh(runcomfy_connection, capfd):
     store = _Store()
     _earlier_try(store)
@@ -257,7 +250,6 @@ def test_a_download_of_another_request_to_the_same_name_replaces_the_file(runcom
     assert hashlib.sha256((tmp_path / "latest.bin").read_bytes()).hexdigest() == sha256s[1]
 
 
-@pytest.mark.requires_airflow("3.3", reason=NO_STORE)
 def test_a_rerun_of_the_same_request_skips_the_copy(runcomfy_connection, tmp_path):
     store = _Store()
     first = _op(output_dir=tmp_path.as_uri()).execute(_context(store))
@@ -303,15 +295,6 @@ def test_a_deferred_wait_ends_at_the_execution_timeout_and_cancels_the_queued_jo
     with pytest.raises(RunComfyTimeoutError, match="still queued and has been cancelled"):
         op.execute_complete(_context(), asyncio.run(first_event()))
     assert runcomfy_connection.cancels == 1
-
-
-def test_without_a_task_state_store_a_retry_says_it_pays_again(runcomfy_connection, capfd):
-    ti = _TaskInstance()
-    ti.try_number = 2
-    first = _op().execute({"ti": ti})  # what Airflow < 3.3 passes: no task_state_store
-    assert first["status"] == "succeeded"
-    assert runcomfy_connection.submits == 1
-    assert "has no task state store (Airflow 3.3+): try 2 submits a new paid job" in "".join(capfd.readouterr())
 
 
 def _context(store=None) -> dict:
@@ -361,7 +344,6 @@ def _earlier_try(store) -> str:
     return _op(wait_for_completion=False).execute(_context(store))["request_id"]
 
 
-@pytest.mark.requires_airflow("3.3", reason=NO_STORE)
 def test_a_retry_whose_reattached_request_is_cancelled_under_it_submits_afresh(runcomfy_connection):
     # Clearing a deferred task starts the re-run while the old trigger's on_kill is still cancelling its job.
     runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
@@ -392,7 +374,6 @@ def test_a_request_this_try_submitted_and_someone_cancelled_fails_the_task(runco
     assert runcomfy_connection.submits == 1
 
 
-@pytest.mark.requires_airflow("3.3", reason=NO_STORE)
 def test_a_deferred_retry_resumed_on_a_cancelled_earlier_request_defers_on_a_fresh_one(runcomfy_connection):
     from airflow.providers.common.compat.sdk import TaskDeferred
 

@@ -12,6 +12,7 @@ from airflow_provider_runcomfy.exceptions import RunComfyInvalidInputError
 from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 from airflow_provider_runcomfy.schemas.pixverse import TEXT_TO_VIDEO
 from airflow_provider_runcomfy.sensors.runcomfy import RunComfyRequestSensor
+from airflow_provider_runcomfy.version_compat import AIRFLOW_V_3_1_PLUS
 
 
 def submit() -> str:
@@ -81,7 +82,6 @@ WANTED = {
 }
 
 
-@pytest.mark.requires_airflow("3.1", reason="on 3.0 a reschedule-mode sensor's timeout is retried (to look into)")
 def test_every_mode_behaves_the_same_in_every_situation(sensor_sandbox, runcomfy_connection, capsys):
     hook, conf = RunComfyHook(), {}
     for mode in MODES:
@@ -114,7 +114,12 @@ def test_every_mode_behaves_the_same_in_every_situation(sensor_sandbox, runcomfy
         print("\n".join(table))
     for (situation, soft), row in rows.items():
         wanted = (*WANTED[situation][soft == "soft"], 0)
-        assert row == [wanted] * len(MODES), (situation, soft, row, run.output[-3000:])
+        if not AIRFLOW_V_3_1_PLUS:
+            # Airflow 3.0's `dags test` hands a reschedule-mode sensor its first reschedule date as a str, so
+            # Airflow's BaseSensorOperator fails on its timeout check with a TypeError (apache/airflow #58679)
+            # and the sensor is retried: the reschedule column is Airflow's, not ours, there.
+            row = [cell for mode, cell in zip(MODES, row, strict=True) if mode != "reschedule"]
+        assert row == [wanted] * len(row), (situation, soft, row, run.output[-3000:])
     assert runcomfy_connection.cancels == 0
     assert runcomfy_connection.submits == len(conf) - len(MODES) * 2  # the sensors themselves submitted nothing
     results = {run.xcom(f"{mode}__succeeds__hard")["output_urls"][0].rsplit("/", 2)[0] for mode in MODES}

@@ -7,6 +7,8 @@ import json
 import re
 import time
 
+import pytest
+
 from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
 from airflow_provider_runcomfy.schemas.api import RequestEvent
 from airflow_provider_runcomfy.schemas.pixverse import TEXT_TO_VIDEO
@@ -129,3 +131,14 @@ async def test_on_kill_leaves_the_job_alone_when_told_to(runcomfy_connection):
     runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
     await trigger_for(submit(), cancel_on_kill=False).on_kill()
     assert runcomfy_connection.cancels == 0
+
+
+@pytest.mark.unit
+def test_airflow_runs_a_triggers_on_kill_from_3_3_as_the_readme_table_says():
+    # The README's "cancel on mark/clear of a deferred task" cell: before 3.3 the triggerer has no on_kill to call,
+    # so a marked or cleared deferred task leaves its queued job running.
+    from airflow.triggers.base import BaseTrigger
+
+    from airflow_provider_runcomfy.version_compat import AIRFLOW_V_3_3_PLUS
+
+    assert hasattr(BaseTrigger, "on_kill") is AIRFLOW_V_3_3_PLUS
