@@ -42,7 +42,8 @@ class VariableStateStore:
     """Before Airflow 3.3: the task state store's ``get``/``set`` for one task instance of one DAG run, kept in one
     Airflow Variable (a JSON object), so that a retry finds the request of an earlier try.
 
-    The Variable's name is a digest (run ids can outgrow a Variable key); its description names the task.
+    The Variable's name is a digest (run ids can outgrow a Variable key); its description names the task. It is
+    read once per try: only the task's own tries write it, one at a time.
     """
 
     def __init__(self, ti: Any) -> None:
@@ -53,11 +54,14 @@ class VariableStateStore:
             f"airflow-provider-runcomfy: task state of {ti.dag_id}.{ti.task_id}{mapped}, run {ti.run_id}: what its "
             "retries need (Airflow < 3.3 has no task state store); deleted when the task ends"
         )
+        self._state: dict[str, Any] | None = None  # None: not read yet
 
     def _load(self) -> dict[str, Any]:
         from airflow.providers.common.compat.sdk import Variable
 
-        return Variable.get(self.key, default=None, deserialize_json=True) or {}
+        if self._state is None:
+            self._state = Variable.get(self.key, default=None, deserialize_json=True) or {}
+        return self._state
 
     def get(self, key: str) -> Any:
         return self._load().get(key)
@@ -65,12 +69,15 @@ class VariableStateStore:
     def set(self, key: str, value: Any) -> None:
         from airflow.providers.common.compat.sdk import Variable
 
-        Variable.set(self.key, {**self._load(), key: value}, description=self.description, serialize_json=True)
+        self._state = {**self._load(), key: value}
+        Variable.set(self.key, self._state, description=self.description, serialize_json=True)
 
     def delete_all(self) -> None:
         from airflow.providers.common.compat.sdk import Variable
 
-        Variable.delete(self.key)  # a key never set deletes nothing
+        if self._state != {}:  # read empty and never set: there is nothing to delete
+            Variable.delete(self.key)
+            self._state = {}
 
 
 @contextmanager

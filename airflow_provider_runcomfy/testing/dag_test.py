@@ -110,9 +110,9 @@ class AirflowSandbox:
             "        'value': XComModel.deserialize_value(r)} for r in of_run(XComModel)]\n"
             "    tis = [{'task_id': t.task_id, 'map_index': t.map_index, 'state': t.state,\n"
             "        'try_number': t.try_number} for t in of_run(TaskInstance)]\n"
-            "    scope = '' if run is None else f'of {run.dag_id}.'\n"
-            "    left = [v.key for v in s.query(Variable).filter(Variable.key.like('runcomfy_task_state_%')).all()\n"
-            "        if run is not None and scope in v.description and f'run {run.run_id}:' in v.description]\n"
+            "    left = [] if run is None else [v.key for v in s.query(Variable).filter(\n"
+            "        Variable.key.like('runcomfy_task_state_%')).all()\n"
+            "        if f'of {run.dag_id}.' in v.description and f'run {run.run_id}:' in v.description]\n"
             "    print(json.dumps([xcoms, tis, left], default=str))\n"
         )
         done = subprocess.run(
