@@ -60,8 +60,9 @@ def test_the_readmes_quick_start_survives_a_flaky_api_and_stores_the_mp4(test_da
 def test_a_retry_after_a_crash_reattaches_instead_of_paying_twice(
     test_dags_sandbox, runcomfy_server, dag_id, task_ids, decision
 ):
-    # Jobs outlive the 1 s retry delay, so a try that died at once finds its job still running on retry.
-    runcomfy_server.set_clock(queue_seconds=3.0, run_seconds=2.0)
+    # Each job stays queued until its status has been read twice, however slow the machine: a try that died before
+    # reading it finds it still queued on retry (the resume check is the first read).
+    runcomfy_server.add_outcomes({"outcome": "succeeded", "queue_polls": 2, "times": len(task_ids)})
     run = test_dags_sandbox.dags_test(dag_id, runcomfy_server)
 
     assert run.returncode == 0, run.output[-4000:]

@@ -29,7 +29,7 @@ class CrashAfterSubmit(RunComfyTextToVideoOperator):
 
 
 def crashing_tasks(*specs: tuple[str, bool, bool]) -> None:
-    """One after the other, so each retry comes 1 s after its own crash, while its job is still running."""
+    """One after the other, so each retry comes 1 s after its own crash."""
     tasks = [
         CrashAfterSubmit(
             task_id=task_id,
