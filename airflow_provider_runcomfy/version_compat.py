@@ -38,6 +38,30 @@ async def aget_connection(conn_id: str) -> Any:
     return await sync_to_async(BaseHook.get_connection)(conn_id)
 
 
+async def deferral_is_current(ti: Any, key: str, deferral_id: str) -> bool | None:
+    """From a trigger's ``on_kill`` (Airflow 3.3+): whether the try that deferred with ``deferral_id`` is still
+    deferred, i.e. the trigger only moved to another triggerer; ``None`` when Airflow cannot be asked.
+
+    The try pushed ``deferral_id`` to XCom ``key`` when it deferred. A new try (after a clear) starts with its XCom
+    cleared, so a task deferred again by another try holds another id. The triggerer answers both queries.
+    """
+    try:
+        from airflow.providers.common.compat.sdk import XCom
+        from airflow.sdk.execution_time import task_runner
+        from airflow.sdk.execution_time.comms import GetTaskStates
+
+        where = {"dag_id": ti.dag_id, "run_id": ti.run_id, "map_index": ti.map_index}
+        answer = await task_runner.SUPERVISOR_COMMS.asend(
+            GetTaskStates(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index)
+        )
+        current = await XCom.aget_one(key=key, task_id=ti.task_id, **where)
+    except Exception:  # no triggerer to ask (a trigger run on its own), or it failed: unknown
+        return None
+    label = ti.task_id if ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+    state = (answer.task_states.get(ti.run_id) or {}).get(label)
+    return str(getattr(state, "value", state)) == "deferred" and current == deferral_id
+
+
 class VariableStateStore:
     """Before Airflow 3.3: the task state store's ``get``/``set`` for one task instance of one DAG run, kept in one
     Airflow Variable (a JSON object), so that a retry finds the request of an earlier try.

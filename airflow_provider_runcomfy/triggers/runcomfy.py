@@ -7,6 +7,7 @@ seconds, so it survives being moved to another triggerer process.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +16,10 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_runcomfy.exceptions import RunComfyError
 from airflow_provider_runcomfy.schemas.api import RequestEvent
+from airflow_provider_runcomfy.version_compat import deferral_is_current
+
+#: The XCom a deferring try pushes its trigger's ``deferral_id`` to: ``on_kill`` tells a moved trigger by it.
+DEFERRAL_XCOM_KEY = "runcomfy_deferral"
 
 
 class RunComfyRequestTrigger(BaseTrigger):
@@ -28,6 +33,8 @@ class RunComfyRequestTrigger(BaseTrigger):
     :param cancel_on_timeout: Cancel a still-queued job at ``end_time`` (an operator's own job); a sensor, which
         did not submit the job, leaves it alone.
     :param cancel_on_kill: Cancel the request when a user marks or clears the deferred task.
+    :param deferral_id: Names the deferral (the try pushed it to XCom ``runcomfy_deferral``): ``on_kill`` leaves the
+        request alone while the task is still deferred by it, as when the trigger only moved to another triggerer.
     :param hook_params: Keyword arguments of :class:`RunComfyHook` (HTTP timeout, retries, backoff).
     """
 
@@ -41,6 +48,7 @@ class RunComfyRequestTrigger(BaseTrigger):
         cancel_on_timeout: bool = True,
         cancel_on_kill: bool = True,
         hook_params: dict[str, Any] | None = None,
+        deferral_id: str | None = None,
     ) -> None:
         super().__init__()
         self.request_id = request_id
@@ -51,6 +59,7 @@ class RunComfyRequestTrigger(BaseTrigger):
         self.cancel_on_timeout = cancel_on_timeout
         self.cancel_on_kill = cancel_on_kill
         self.hook_params = hook_params or {}
+        self.deferral_id = deferral_id
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -64,6 +73,7 @@ class RunComfyRequestTrigger(BaseTrigger):
                 "cancel_on_timeout": self.cancel_on_timeout,
                 "cancel_on_kill": self.cancel_on_kill,
                 "hook_params": self.hook_params,
+                "deferral_id": self.deferral_id,
             },
         )
 
@@ -87,8 +97,29 @@ class RunComfyRequestTrigger(BaseTrigger):
         yield TriggerEvent(event.to_payload())
 
     async def on_kill(self) -> None:
-        """A user marked or cleared the deferred task: cancel the queued job so it is not run and paid for."""
-        if not self.cancel_on_kill:
-            return
+        """A user marked or cleared the deferred task: cancel the queued job so it is not run and paid for.
+
+        Airflow 3.3 calls this too when the trigger was only reassigned to another triggerer (apache/airflow
+        #73454): then the task is still deferred by this trigger's try, the other triggerer watches the request,
+        and it is left alone. When Airflow cannot be asked, it cancels (an orphaned job would be paid for).
+        """
+        if self.cancel_on_kill:
+            # Shielded: the triggerer sends the cancel again on each of its loops until the trigger has ended, and
+            # its first answer to a query can take seconds; the check and the cancel finish all the same (their log
+            # line then goes to the triggerer's own log if Airflow has closed the trigger's).
+            await asyncio.shield(asyncio.ensure_future(self._cancel_unless_moved()))
+
+    async def _cancel_unless_moved(self) -> None:
+        if self.deferral_id:
+            current = await deferral_is_current(self.task_instance, DEFERRAL_XCOM_KEY, self.deferral_id)
+            if current:
+                self.log.info(
+                    "RunComfy request %s: the task is still deferred, its trigger moved to another triggerer: "
+                    "not cancelled",
+                    self.request_id,
+                )
+                return
+            if current is None:
+                self.log.warning("Could not ask Airflow whether the task is still deferred: cancelling")
         answer = await self._hook().acancel(self.request_id)
         self.log.info("Cancel of RunComfy request %s on kill: %s", self.request_id, answer.outcome or answer.status)

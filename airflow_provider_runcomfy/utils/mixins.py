@@ -5,6 +5,7 @@ value of a finished request (outputs copied, Asset events filled in). The sensor
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -68,9 +69,14 @@ class RunComfyTaskMixin:
         cancel_on_timeout: bool,
         cancel_on_kill: bool,
     ) -> RunComfyRequestTrigger:
-        """The trigger that waits for ``request_id``, with a deadline that also honours ``execution_timeout``."""
-        from airflow_provider_runcomfy.triggers.runcomfy import RunComfyRequestTrigger
+        """The trigger that waits for ``request_id``, with a deadline that also honours ``execution_timeout``.
 
+        Its ``deferral_id`` goes to XCom too: the trigger's ``on_kill`` tells a move from a kill by it.
+        """
+        from airflow_provider_runcomfy.triggers.runcomfy import DEFERRAL_XCOM_KEY, RunComfyRequestTrigger
+
+        deferral_id = uuid.uuid4().hex
+        context["ti"].xcom_push(key=DEFERRAL_XCOM_KEY, value=deferral_id)
         return RunComfyRequestTrigger(
             request_id=request_id,
             runcomfy_conn_id=self.runcomfy_conn_id,
@@ -80,6 +86,7 @@ class RunComfyTaskMixin:
             cancel_on_timeout=cancel_on_timeout,
             cancel_on_kill=cancel_on_kill,
             hook_params=self.hook_params,
+            deferral_id=deferral_id,
         )
 
     def time_left(self, context: Context, timeout: float) -> float:

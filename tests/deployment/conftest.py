@@ -68,14 +68,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 class Server:
-    """The local RunComfy server as the tests drive it: reset between cases, totals kept for the report."""
+    """The local RunComfy server as the tests drive it: reset between cases, totals kept for the report (the
+    LocalExecutor deployment's summary; ``tally=False`` for another deployment's server)."""
 
-    def __init__(self, control: RunComfyControl, report: Report) -> None:
-        self.control, self.report = control, report
+    def __init__(self, control: RunComfyControl, report: Report, *, tally: bool = True) -> None:
+        self.control, self.report, self.counted = control, report, tally
 
     def reset(self, queue_seconds: float = 0.5, run_seconds: float = 0.5) -> None:
         """Count what the server saw since the last reset (jobs left queued too), then start afresh."""
-        self.tally()
+        if self.counted:
+            self.tally()
         self.control.reset()
         self.control.clock(queue_seconds, run_seconds)
 
@@ -105,8 +107,11 @@ class Server:
 
 
 @pytest.fixture(scope="package")
-def report() -> Report:
-    return Report()
+def report(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Report]:
+    """The figures of every deployment test here (both deployments); written once the last of them has run."""
+    report = Report()
+    yield report
+    _write_report(report, tmp_path_factory.getbasetemp(), pytestconfig)
 
 
 @pytest.fixture(scope="package")
@@ -136,12 +141,12 @@ def deployment(
         yield deployment
     finally:
         try:
-            _finish_report(deployment, report, started, pytestconfig)
+            _count_run(deployment, report, started)
         finally:
             deployment.stop()
 
 
-def _finish_report(deployment: AirflowDeployment, report: Report, started: float, config: pytest.Config) -> None:
+def _count_run(deployment: AirflowDeployment, report: Report, started: float) -> None:
     import airflow
 
     Server(deployment.runcomfy, report).tally()
@@ -156,10 +161,13 @@ def _finish_report(deployment: AirflowDeployment, report: Report, started: float
         task_tries=tries,
         suite_s=round(time.monotonic() - started),
     )
+
+
+def _write_report(report: Report, base: Path, config: pytest.Config) -> None:
     notes = config.stash.setdefault(REPORT_NOTES, [])
     if not report.complete:
         missing = [name for name in SECTIONS if name not in report.sections]
-        partial = deployment.root.parent / "reliability.partial.md"
+        partial = base / "reliability.partial.md"
         partial.write_text(repr(report))
         notes.append(f"reliability report incomplete (missing {', '.join(missing)}); partial figures in {partial}")
         if config.getoption("write_report"):
@@ -167,7 +175,7 @@ def _finish_report(deployment: AirflowDeployment, report: Report, started: float
     elif config.getoption("write_report"):
         notes.append(f"reliability report: wrote {write(report, DOCS)}")
     else:
-        target = write(report, deployment.root.parent / "reliability.md")
+        target = write(report, base / "reliability.md")
         notes.append(f"reliability report: {target} ({DOCS} left as it was; `{REGENERATE}` rewrites it)")
 
 

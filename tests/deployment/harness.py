@@ -1,5 +1,7 @@
 """A real Airflow deployment for tests: PostgreSQL, scheduler (LocalExecutor), triggerer, dag-processor and
-api-server, plus the local RunComfy server, each a process group of its own.
+api-server, plus the local RunComfy server, each a process group of its own. With ``executor="celery"``: Redis as
+the broker, PostgreSQL as the result backend too, Celery workers and several triggerers, as teams run Airflow at
+scale.
 
 Why: unit tests and ``airflow dags test`` run Airflow in one process. What this provider promises (a retry
 reattaches after a SIGKILL, a triggerer restart resubmits nothing, a killed task cancels its job, deferral frees
@@ -9,7 +11,8 @@ tuned for quick turnarounds on a small machine, and is stopped (process groups, 
 
 It lives under ``tests/``, not in the wheel: it installs PostgreSQL with apt-get and drives a whole deployment,
 which is this project's test set-up, not a kit for users' tests. ``scripts/deployment up [--dags DIR]`` (that is,
-``python -m tests.deployment.harness up`` from the repository root) starts one and keeps it up until Ctrl-C.
+``python -m tests.deployment.harness up`` from the repository root) starts one and keeps it up until Ctrl-C;
+``--executor celery`` starts the Celery one.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -37,8 +41,10 @@ from airflow_provider_runcomfy.testing.dag_test import POOL
 from airflow_provider_runcomfy.testing.ports import free_port
 
 from .postgres import PrivateCluster, ensure_installed
+from .redis import PrivateRedis
+from .redis import ensure_installed as ensure_redis
 
-COMPONENTS = ("scheduler", "triggerer", "dag-processor", "api-server")
+EXECUTORS = {"local": "LocalExecutor", "celery": "airflow.providers.celery.executors.celery_executor.CeleryExecutor"}
 
 
 def wait_until(condition: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = "condition"):
@@ -82,6 +88,17 @@ class Service:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)
 
+    def kill_tree(self) -> None:
+        """SIGKILL the group and every descendant, also those in groups of their own (a worker's task processes):
+        what a lost machine does to them."""
+        if self.process is None:
+            return
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for member in psutil.Process(self.process.pid).children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    member.kill()
+        self.kill(signal.SIGKILL)
+
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM the group, wait, then SIGKILL the group and any descendant that left it (setsid children)."""
         if self.process is None:
@@ -102,6 +119,36 @@ class Service:
                 pass
         self.process.wait(timeout=10)
         self.process = None
+
+
+class StateSampler:
+    """Counts a DAG run's task instances by state in the metadata database every ``every`` s, in a thread, for as
+    long as the ``with`` block lasts: ``with StateSampler(deployment, dag_id, run_id) as sampler: ...``."""
+
+    def __init__(self, deployment: AirflowDeployment, dag_id: str, run_id: str, every: float = 0.5) -> None:
+        self.deployment, self.dag_id, self.run_id, self.every = deployment, dag_id, run_id, every
+        self.samples: list[dict[str, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="state-sampler", daemon=True)
+
+    def _run(self) -> None:
+        query = "SELECT state, count(*) FROM task_instance WHERE dag_id = %s AND run_id = %s GROUP BY state"
+        while not self._stop.is_set():
+            rows = self.deployment.sql(query, self.dag_id, self.run_id)
+            self.samples.append({str(state): count for state, count in rows})
+            self._stop.wait(self.every)
+
+    def most(self, *states: str) -> int:
+        """The most task instances seen at once in any of ``states``."""
+        return max((sum(sample.get(state, 0) for state in states) for sample in self.samples), default=0)
+
+    def __enter__(self) -> StateSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 class RunComfyControl:
@@ -223,7 +270,11 @@ class AirflowDeployment:
     :param root: Where the Airflow home, the component logs and the state files of test DAGs go.
     :param dags_folder: The DAGs the dag-processor parses.
     :param token: The RunComfy API token in the connection; a distinctive one makes a secrets scan meaningful.
-    :param parallelism: ``[core] parallelism``: how many task processes the LocalExecutor runs at once.
+    :param parallelism: ``[core] parallelism``: how many task instances run at once.
+    :param executor: ``local`` (the LocalExecutor) or ``celery`` (Redis broker, ``celery_workers`` workers of
+        ``worker_concurrency`` slots each).
+    :param triggerers: How many triggerer processes share the triggers; with more than one they are named
+        ``triggerer-1``, ``triggerer-2``..., else ``triggerer``.
     :param queue_seconds, run_seconds: The RunComfy server's default job clock.
     :param model_ids: The only model ids the server serves (besides PixVerse's), refusing others with 400001 as
         RunComfy does; by default it serves any well-formed id.
@@ -244,7 +295,13 @@ class AirflowDeployment:
         run_seconds: float = 0.5,
         connections: dict[str, dict[str, Any]] | None = None,
         extra_env: dict[str, str] | None = None,
+        executor: str = "local",
+        triggerers: int = 1,
+        celery_workers: int = 2,
+        worker_concurrency: int = 2,
     ) -> None:
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {sorted(EXECUTORS)} (got {executor!r})")
         self.root = Path(root).resolve()
         self.dags_folder = Path(dags_folder).resolve()
         self.home = self.root / "airflow-home"
@@ -256,7 +313,11 @@ class AirflowDeployment:
         self.model_ids = model_ids
         self.connections = {"runcomfy_default": {"password": self.token}, **(connections or {})}
         self.extra_env = extra_env or {}
+        self.executor, self.worker_concurrency = executor, worker_concurrency
+        self.triggerers = ["triggerer"] if triggerers == 1 else [f"triggerer-{n}" for n in range(1, triggerers + 1)]
+        self.workers = [f"worker-{n}" for n in range(1, celery_workers + 1)] if executor == "celery" else []
         self.postgres = PrivateCluster()
+        self.redis = PrivateRedis() if executor == "celery" else None
         self.api_port = self.server_port = 0
         self.services: dict[str, Service] = {}
         self.api: AirflowApi | None = None
@@ -271,16 +332,23 @@ class AirflowDeployment:
             for path in (self.home, self.component_logs, self.state_dir):
                 path.mkdir(parents=True, exist_ok=True)
             self.postgres.start()
+            if self.redis is not None:
+                self.redis.start()
             self.api_port, self.server_port = free_port(), free_port()
             self.env = self._environment()
             self._start_runcomfy_server()
             self.airflow("db", "migrate", timeout=timeout)
-            for name in COMPONENTS:
+            for name in self.components:
                 self.services[name] = Service(name, self._command(name), self.component_logs / f"{name}.log")
                 self.services[name].start(self.env, self.root)
             self.api = AirflowApi(f"http://127.0.0.1:{self.api_port}")
             wait_until(self._api_up, timeout=timeout, interval=1, what="the api-server")
             self.wait_for_jobs(("SchedulerJob", "TriggererJob", "DagProcessorJob"), timeout=timeout)
+            wait_until(
+                lambda: len(self.triggerer_jobs()) >= len(self.triggerers), timeout=timeout, what="every triggerer"
+            )
+            if self.workers:
+                wait_until(self._workers_up, timeout=timeout, interval=1, what="every Celery worker")
         except BaseException:
             self.stop()
             raise
@@ -290,6 +358,8 @@ class AirflowDeployment:
         """Stop every process this deployment started and delete the database; safe to call twice."""
         for service in reversed(list(self.services.values())):
             service.stop()
+        if self.redis is not None:
+            self.redis.stop()
         self.postgres.stop()
 
     def __enter__(self) -> AirflowDeployment:
@@ -306,7 +376,34 @@ class AirflowDeployment:
         service.stop(timeout=5)
         service.start(self.env, self.root)
 
+    def start_component(self, name: str) -> None:
+        """Start a component that was stopped (or killed) again; a Celery worker is waited for until ready."""
+        service = self.services[name]
+        if service.process is not None:
+            service.process.wait(timeout=60)
+            service.stop(timeout=5)
+        ready = self.tail(name, 10_000_000).count(f"{name}@127.0.0.1 ready.")
+        service.start(self.env, self.root)
+        if name in self.workers:
+            wait_until(
+                lambda: self.tail(name, 10_000_000).count(f"{name}@127.0.0.1 ready.") > ready,
+                timeout=180,
+                what=f"the Celery {name}",
+            )
+
+    def component_of(self, pid: int) -> str | None:
+        """Which component's process tree ``pid`` (a task process, say) belongs to."""
+        try:
+            ancestors = {parent.pid for parent in psutil.Process(pid).parents()}
+        except psutil.NoSuchProcess:
+            return None
+        return next((n for n, s in self.services.items() if s.process and s.process.pid in ancestors), None)
+
     # -- configuration --------------------------------------------------------------------------------------
+
+    @property
+    def components(self) -> list[str]:
+        return ["scheduler", *self.triggerers, "dag-processor", "api-server", *self.workers]
 
     def _environment(self) -> dict[str, str]:
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW"))}
@@ -318,7 +415,7 @@ class AirflowDeployment:
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": EXECUTORS[self.executor],
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "256",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -339,6 +436,9 @@ class AirflowDeployment:
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
             "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
             "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+            # A task whose worker died is noticed after 15 s without a heartbeat (default: 5 min).
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
@@ -348,6 +448,13 @@ class AirflowDeployment:
             "RUNCOMFY_DEPLOYMENT_STATE": str(self.state_dir),
             "RUNCOMFY_SERVER_URL": self.server_url,
         }
+        if self.redis is not None:
+            settings |= {
+                "AIRFLOW__CELERY__BROKER_URL": self.redis.url(),
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.postgres.url(),
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+                "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
+            }
         return {**inherited, **settings, **connections, **self.extra_env}
 
     @property
@@ -358,8 +465,11 @@ class AirflowDeployment:
         airflow = str(Path(sys.executable).with_name("airflow"))
         if name == "api-server":
             return [airflow, "api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "2"]
-        if name in ("scheduler", "triggerer"):
-            return [airflow, name, "--skip-serve-logs"]
+        if name == "scheduler" or name in self.triggerers:
+            return [airflow, name.split("-")[0], "--skip-serve-logs"]
+        if name in self.workers:  # each its own node name and PID file: they share one Airflow home
+            worker = ["celery", "worker", "--concurrency", str(self.worker_concurrency), "--skip-serve-logs"]
+            return [airflow, *worker, "--celery-hostname", f"{name}@127.0.0.1", "--pid", str(self.root / f"{name}.pid")]
         return [airflow, name]
 
     def airflow(self, *args: str, timeout: float = 300) -> str:
@@ -419,6 +529,31 @@ class AirflowDeployment:
             lambda: wanted <= {row[0] for row in self.sql(query)}, timeout=timeout, what=f"jobs {sorted(wanted)}"
         )
 
+    def triggerer_jobs(self) -> list[int]:
+        """Ids of the triggerer jobs that heartbeat within the last 10 s, oldest first."""
+        query = (
+            "SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running' "
+            "AND latest_heartbeat > now() - interval '10 seconds' ORDER BY id"
+        )
+        return [row[0] for row in self.sql(query)]
+
+    def _workers_up(self) -> bool:
+        """Every Celery worker has connected to the broker and said it is ready (Celery's own start-up line)."""
+        for name in self.workers:
+            if not self.services[name].alive:
+                raise RuntimeError(f"the Celery {name} exited:\n{self.tail(name)}")
+        return all(f"{name}@127.0.0.1 ready." in self.tail(name, 100_000) for name in self.workers)
+
+    def trigger_owners(self, dag_id: str, run_id: str, task_id: str, count: int, try_number: int = 1) -> list[set[int]]:
+        """Per map index (0 to ``count`` - 1): the triggerer job ids whose trigger log for the try says it polled
+        (``in_queue``). Each triggerer writes ``attempt=N.log.trigger.<its job id>.log``."""
+        owners = []
+        for index in range(count):
+            folder = self.log_dir(dag_id, run_id, task_id, index)
+            logs = folder.glob(f"attempt={try_number}.log.trigger.*.log")
+            owners.append({int(p.name.split(".")[-2]) for p in logs if "in_queue" in p.read_text(errors="replace")})
+        return owners
+
     def wait_for_dags(self, dag_ids: Iterable[str], *, timeout: float = 180) -> None:
         wanted = set(dag_ids)
         wait_until(lambda: wanted <= self.api.dag_ids(), timeout=timeout, interval=1, what=f"DAGs {sorted(wanted)}")
@@ -441,10 +576,12 @@ class AirflowDeployment:
             p.read_text(errors="replace") for p in sorted(folder.glob(f"attempt={try_number}.log.trigger.*"))
         )
 
-    def task_errors(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> list[str]:
+    def task_errors(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1
+    ) -> list[str]:
         """The exceptions a try failed with, as ``Type: message``, read from its JSON log lines."""
         errors = []
-        for line in self.task_log(dag_id, run_id, task_id, try_number).splitlines():
+        for line in self.task_log(dag_id, run_id, task_id, try_number, map_index).splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
@@ -469,22 +606,30 @@ class AirflowDeployment:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="A real Airflow deployment with the local RunComfy server.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("install-postgres", help="install Debian's postgresql if it is missing (root)")
+    commands.add_parser("install-servers", help="install Debian's postgresql and redis-server if missing (root)")
     up = commands.add_parser("up", help="start a deployment and keep it up until Ctrl-C")
     up.add_argument("--dags", type=Path, default=Path("example_dags"), help="the DAGs folder (default: %(default)s)")
     up.add_argument("--parallelism", type=int, default=4)
+    up.add_argument("--executor", choices=sorted(EXECUTORS), default="local", help="default: %(default)s")
+    up.add_argument("--triggerers", type=int, help="triggerer processes (default: 1; 2 with --executor celery)")
     args = parser.parse_args(argv)
-    if args.command == "install-postgres":
-        print(f"PostgreSQL server binaries: {ensure_installed()}")
+    if args.command == "install-servers":
+        print(f"PostgreSQL server binaries: {ensure_installed()}; Redis: {ensure_redis()}")
         return
     root = Path(tempfile.mkdtemp(prefix="runcomfy-deployment-"))
     stop: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, _frame: stop.append(signum))
-    with AirflowDeployment(root, args.dags, parallelism=args.parallelism) as deployment:
+    triggerers = args.triggerers or (2 if args.executor == "celery" else 1)
+    deployment = AirflowDeployment(
+        root, args.dags, parallelism=args.parallelism, executor=args.executor, triggerers=triggerers
+    )
+    with deployment:
         deployment.airflow("pools", "set", *POOL)
         print(f"Airflow UI and API: {deployment.api.url} (every user is admin)")
         print(f"RunComfy server:    {deployment.server_url} (token in AIRFLOW_CONN_RUNCOMFY_DEFAULT)")
+        if deployment.workers:
+            print(f"Celery:             {len(deployment.workers)} workers, broker {deployment.redis.url()}")
         print(f"Logs:               {root}   -- Ctrl-C stops everything", flush=True)
         while not stop:
             time.sleep(0.5)

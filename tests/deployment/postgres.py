@@ -19,9 +19,7 @@ from pathlib import Path
 
 from airflow_provider_runcomfy.testing.ports import free_port
 
-
-class PostgresMissingError(RuntimeError):
-    """PostgreSQL is not installed and could not be installed: a deployment test must fail, not skip."""
+from .debian import PackageMissingError, apt_install
 
 
 def find_bindir() -> Path | None:
@@ -38,16 +36,10 @@ def ensure_installed() -> Path:
     bindir = find_bindir()
     if bindir is not None:
         return bindir
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise PostgresMissingError("PostgreSQL is not installed: run `apt-get install -y postgresql` as root")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
-        if done.returncode:
-            raise PostgresMissingError(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    apt_install("postgresql")
     bindir = find_bindir()
     if bindir is None:
-        raise PostgresMissingError("apt-get installed postgresql, but no initdb was found")
+        raise PackageMissingError("apt-get installed postgresql, but no initdb was found")
     return bindir
 
 

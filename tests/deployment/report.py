@@ -19,7 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("faults", "crash_sigkill", "triggerer_restart", "kills", "scale", "bad_input", "examples", "secrets")
+SECTIONS = (
+    *("faults", "crash_sigkill", "triggerer_restart", "kills", "scale", "bad_input", "examples", "secrets"),
+    *("celery_scale", "celery_triggerer_kill", "celery_triggerer_freeze", "celery_kills", "celery_worker_kill"),
+    "celery_timeouts",
+)
 SUITE = Path(__file__).parent
 DOCS = SUITE.parents[1] / "docs" / "reliability.md"
 REGENERATE = "scripts/test --write-report tests/deployment"
@@ -84,6 +88,7 @@ def _document(report: Report) -> list[str]:
     scale, bad, examples, secrets = s["scale"], s["bad_input"], s["examples"], s["secrets"]
     checked = faults["checked"] + sigkill["checked"] + restart["checked"] + kills["checked"]
     checked += scale["checked"] + bad["checked"] + examples["checked"]
+    checked += sum(section["checked"] for name, section in s.items() if name.startswith("celery_"))
     duplicates = sum(section.get("duplicates", 0) for section in s.values())
     out = [
         "# Reliability on a real Airflow deployment",
@@ -199,8 +204,68 @@ def _document(report: Report) -> list[str]:
         "A canary (the token written into a file under the logs folder) was found by the same scan, then removed:",
         "the scan can see a leak.",
         "",
+        *_celery(report),
     ]
     return out
+
+
+def _celery(report: Report) -> list[str]:
+    s, env = report.sections, report.environment
+    scale, kill, freeze = s["celery_scale"], s["celery_triggerer_kill"], s["celery_triggerer_freeze"]
+    kills, worker, timeouts = s["celery_kills"], s["celery_worker_kill"], s["celery_timeouts"]
+    return [
+        "## 8. At scale: CeleryExecutor, two workers, two triggerers",
+        "",
+        "A second deployment, up after the first is down: Redis (Debian's `redis-server`) as the Celery broker,",
+        "PostgreSQL as the metadata database and result backend, two Celery workers of 2 slots each, two",
+        "triggerers, scheduler, dag-processor and api-server, each its own process on 127.0.0.1;",
+        "`[triggerer] triggerer_health_check_threshold` 10 s. "
+        f"Start: {env.get('celery_startup_s')} s; its suite: {env.get('celery_suite_s')} s.",
+        "",
+        *_table(
+            ["case", "figure", "value"],
+            [
+                ["200 mapped deferrable tasks", "succeeded / submits", f"{scale['succeeded']} / {scale['submits']}"],
+                ["", "triggers run by each triggerer", " and ".join(map(str, scale["per_triggerer"]))],
+                ["", "most worker slots busy at once (of 4)", scale["max_running"]],
+                ["", "most tasks deferred at once", scale["max_deferred"]],
+                ["", "wall time, trigger to last task done", f"{scale['seconds']} s"],
+                [
+                    f"triggerer SIGKILLed with {kill['triggers']} triggers polling",
+                    "taken over by the other / succeeded",
+                    f"{kill['adopted']} / {kill['succeeded']} (after {kill['took_over_s']} s)",
+                ],
+                ["", "duplicate submits / cancels", f"{kill['duplicates']} / {kill['cancels']}"],
+                [
+                    f"triggerer frozen (SIGSTOP) with {freeze['triggers']} triggers, resumed after they moved",
+                    "moved to the other / its `on_kill` left the job alone",
+                    f"{freeze['moved']} / {freeze['on_kill_left_alone']}",
+                ],
+                [
+                    "",
+                    "wrongful cancels / duplicates / succeeded",
+                    f"{freeze['wrongful_cancels']} / 0 / {freeze['succeeded']}",
+                ],
+                [
+                    "deferred tasks marked failed and cleared, a sync task marked failed",
+                    "cancels (one per job)",
+                    f"{kills['cancels']}; the cleared one {kills['cleared']} ({kills['seconds']} s)",
+                ],
+                [
+                    "Celery worker SIGKILLed (with its task process) while a sync task polled",
+                    "retried on / tries / submits",
+                    f"{worker['retried_on']} (killed: {worker['killed']}) / {worker['tries']} / {worker['submits']}",
+                ],
+                [
+                    f"triggerer restarted with {timeouts['tasks']} deferred tasks whose timeout (90 s) had not passed",
+                    "timed out once / jobs cancelled once",
+                    f"{timeouts['timed_out']} / {timeouts['cancels']} ({timeouts['on_restarted']} triggers were on the "
+                    "restarted triggerer)",
+                ],
+            ],
+        ),
+        "",
+    ]
 
 
 def write(report: Report, path: Path) -> Path:

@@ -20,6 +20,45 @@ ON_KILL = "Trigger cancelled by user action, invoking on_kill"
 
 
 def test_marking_or_clearing_a_waiting_task_cancels_its_queued_job(deployment, server, report):
+    how, seconds = mark_and_clear_waiting_tasks(deployment, server)
+    report.record(
+        "kills",
+        rows=[
+            [
+                DEFERRED_FAILED,
+                "marked failed (PATCH taskInstances)",
+                "yes",
+                "trigger `on_kill` -> cancel (triggerer log)",
+                "failed",
+            ],
+            [
+                SYNC_FAILED,
+                "marked failed (PATCH taskInstances)",
+                "yes",
+                "operator `on_kill` -> cancel (task log)",
+                "failed",
+            ],
+            [
+                DEFERRED_CLEARED,
+                "cleared (POST clearTaskInstances)",
+                "yes",
+                "trigger `on_kill` -> cancel (triggerer log)",
+                f"re-ran ({how}): success",
+            ],
+        ],
+        notes=[
+            "Server: 3 queued jobs, 3 cancelled, 0 left queued; 1 fresh job for the cleared task's re-run. "
+            f"{seconds} s.",
+        ],
+        checked=3,
+        duplicates=0,
+    )
+
+
+def mark_and_clear_waiting_tasks(deployment, server) -> tuple[str, float]:
+    """Mark two of ``user_kills``'s tasks failed and clear the third while their jobs wait in the queue; assert
+    each job was cancelled once, by the right ``on_kill``. Returns how the cleared task's re-run went, and the
+    seconds it all took."""
     server.reset(queue_seconds=120, run_seconds=1)  # queued far longer than the test
     started = time.monotonic()
     run_id = deployment.api.trigger(DAG)
@@ -73,39 +112,8 @@ def test_marking_or_clearing_a_waiting_task_cancels_its_queued_job(deployment, s
     raced = "of an earlier try was cancelled" in second_try
     assert raced or "Prior job in terminal state, resubmitting fresh" in second_try
     how = "reattached, met the cancel, submitted afresh" if raced else "saw the cancel, submitted afresh"
-
-    report.record(
-        "kills",
-        rows=[
-            [
-                DEFERRED_FAILED,
-                "marked failed (PATCH taskInstances)",
-                "yes",
-                "trigger `on_kill` -> cancel (triggerer log)",
-                "failed",
-            ],
-            [
-                SYNC_FAILED,
-                "marked failed (PATCH taskInstances)",
-                "yes",
-                "operator `on_kill` -> cancel (task log)",
-                "failed",
-            ],
-            [
-                DEFERRED_CLEARED,
-                "cleared (POST clearTaskInstances)",
-                "yes",
-                "trigger `on_kill` -> cancel (triggerer log)",
-                f"re-ran ({how}): success",
-            ],
-        ],
-        notes=[
-            f"Server: {len(requests)} queued jobs, {len(cancelled)} cancelled, 0 left queued; 1 fresh job for the "
-            f"cleared task's re-run. {round(time.monotonic() - started, 1)} s.",
-        ],
-        checked=3,
-        duplicates=0,
-    )
+    assert sorted(e["request_id"] for e in log if e["call"] == "cancel") == sorted(cancelled)  # one call each
+    return how, round(time.monotonic() - started, 1)
 
 
 def _request_id(task_log: str) -> str:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from . import postgres
+from . import debian, postgres
 
 
 def test_a_missing_server_that_cannot_be_installed_raises(monkeypatch):
     monkeypatch.setattr(postgres, "find_bindir", lambda: None)
     monkeypatch.setattr(postgres.os, "geteuid", lambda: 1000)  # not root: apt-get is not an option
 
-    with pytest.raises(postgres.PostgresMissingError, match="apt-get install -y postgresql"):
+    with pytest.raises(debian.PackageMissingError, match="apt-get install -y postgresql"):
         postgres.ensure_installed()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
@@ -67,9 +68,15 @@ def test_hook_params_reach_the_hook_and_the_trigger():
     params = {"timeout": 5.0, "max_retries": 9, "retry_min_wait": 0.5, "retry_max_wait": 4.0}
     op = RunComfyTextToVideoOperator(task_id="t", prompt="hi", hook_params=params)
     assert (op.hook.timeout, op.hook.max_retries, op.hook.retry_min_wait, op.hook.retry_max_wait) == (5.0, 9, 0.5, 4.0)
-    trigger = op.request_trigger({}, "r", timeout=60, poll_interval=1, cancel_on_timeout=True, cancel_on_kill=True)
+    pushed = {}
+    ti = SimpleNamespace(xcom_push=lambda key, value: pushed.update({key: value}))
+    trigger = op.request_trigger(
+        {"ti": ti}, "r", timeout=60, poll_interval=1, cancel_on_timeout=True, cancel_on_kill=True
+    )
     assert trigger.serialize()[1]["hook_params"] == params
     assert trigger._hook().max_retries == 9
+    # The deferral's id reaches XCom too: the trigger's on_kill tells a moved trigger from a killed task by it.
+    assert pushed == {"runcomfy_deferral": trigger.deferral_id} and len(trigger.deferral_id) == 32
 
 
 @pytest.mark.unit

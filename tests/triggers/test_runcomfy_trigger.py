@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -142,3 +143,74 @@ def test_airflow_runs_a_triggers_on_kill_from_3_3_as_the_readme_table_says():
     from airflow_provider_runcomfy.version_compat import AIRFLOW_V_3_3_PLUS
 
     assert hasattr(BaseTrigger, "on_kill") is AIRFLOW_V_3_3_PLUS
+
+
+@pytest.mark.parametrize(("current", "cancels"), [(True, 0), (False, 1), (None, 1)])
+async def test_on_kill_leaves_the_job_alone_only_while_its_try_is_still_deferred(
+    runcomfy_connection, monkeypatch, current, cancels
+):
+    # Airflow 3.3 calls on_kill for a trigger that merely moved to another triggerer too: its try is then still
+    # deferred by it and the other triggerer watches the job. Marked, cleared or unknown: cancel.
+    import airflow_provider_runcomfy.triggers.runcomfy as module
+
+    asked = []
+
+    async def deferral_is_current(ti, key, deferral_id):
+        asked.append((ti, key, deferral_id))
+        return current
+
+    monkeypatch.setattr(module, "deferral_is_current", deferral_is_current)
+    runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
+    trigger = trigger_for(submit(), deferral_id="d-1")
+    trigger.task_instance = ti = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=-1)
+
+    await trigger.on_kill()
+
+    assert asked == [(ti, "runcomfy_deferral", "d-1")]
+    assert runcomfy_connection.cancels == cancels
+
+
+@pytest.mark.unit
+@pytest.mark.requires_airflow("3.3", reason="before 3.3 no trigger on_kill runs, so nothing asks")
+@pytest.mark.parametrize(
+    ("map_index", "states", "stored", "expected"),
+    [
+        (-1, {"r": {"t": "deferred"}}, "d-1", True),  # moved: the same try is still deferred
+        (3, {"r": {"t_3": "deferred", "t": "failed"}}, "d-1", True),  # a mapped task is keyed task_id_mapindex
+        (-1, {"r": {"t": "deferred"}}, "d-2", False),  # cleared, and deferred again by the new try
+        (-1, {"r": {"t": "failed"}}, "d-1", False),  # marked failed
+        (-1, {"r": {"t": "scheduled"}}, None, False),  # cleared: the new try has not started yet
+        (3, {"r": {"t": "deferred"}}, "d-1", False),  # another map index's state does not count
+    ],
+)
+async def test_a_deferral_is_current_while_its_try_is_deferred_with_its_id(
+    monkeypatch, map_index, states, stored, expected
+):
+    from airflow.sdk.execution_time import comms, task_runner
+
+    sent = []
+
+    class Supervisor:  # answers as the triggerer does
+        async def asend(self, msg):
+            sent.append(msg)
+            if isinstance(msg, comms.GetTaskStates):
+                return comms.TaskStatesResult(task_states=states)
+            return comms.XComResult(key=msg.key, value=stored)
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Supervisor(), raising=False)
+    ti = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=map_index)
+
+    from airflow_provider_runcomfy.version_compat import deferral_is_current
+
+    assert await deferral_is_current(ti, "runcomfy_deferral", "d-1") is expected
+    assert [type(m).__name__ for m in sent] == ["GetTaskStates", "GetXCom"]
+    assert (sent[0].run_ids, sent[0].task_ids, sent[0].map_index) == (["r"], ["t"], map_index)
+    assert (sent[1].key, sent[1].task_id, sent[1].map_index) == ("runcomfy_deferral", "t", map_index)
+
+
+@pytest.mark.unit
+async def test_a_deferral_cannot_be_told_without_a_triggerer_to_ask():
+    from airflow_provider_runcomfy.version_compat import deferral_is_current
+
+    ti = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=-1)
+    assert await deferral_is_current(ti, "runcomfy_deferral", "d-1") is None
