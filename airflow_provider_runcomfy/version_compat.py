@@ -50,16 +50,17 @@ async def deferral_is_current(ti: Any, key: str, deferral_id: str) -> bool | Non
         from airflow.sdk.execution_time import task_runner
         from airflow.sdk.execution_time.comms import GetTaskStates
 
-        where = {"dag_id": ti.dag_id, "run_id": ti.run_id, "map_index": ti.map_index}
         answer = await task_runner.SUPERVISOR_COMMS.asend(
             GetTaskStates(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index)
         )
-        current = await XCom.aget_one(key=key, task_id=ti.task_id, **where)
+        label = ti.task_id if ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+        state = (answer.task_states.get(ti.run_id) or {}).get(label)
+        if str(getattr(state, "value", state)) != "deferred":  # marked, or cleared and not deferred again yet
+            return False
+        where = {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": ti.map_index}
+        return await XCom.aget_one(key=key, **where) == deferral_id
     except Exception:  # no triggerer to ask (a trigger run on its own), or it failed: unknown
         return None
-    label = ti.task_id if ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
-    state = (answer.task_states.get(ti.run_id) or {}).get(label)
-    return str(getattr(state, "value", state)) == "deferred" and current == deferral_id
 
 
 class VariableStateStore:

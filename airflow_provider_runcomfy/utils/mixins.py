@@ -71,12 +71,14 @@ class RunComfyTaskMixin:
     ) -> RunComfyRequestTrigger:
         """The trigger that waits for ``request_id``, with a deadline that also honours ``execution_timeout``.
 
-        Its ``deferral_id`` goes to XCom too: the trigger's ``on_kill`` tells a move from a kill by it.
+        With ``cancel_on_kill``, its ``deferral_id`` goes to XCom too: the trigger's ``on_kill`` tells a move from a
+        kill by it.
         """
         from airflow_provider_runcomfy.triggers.runcomfy import DEFERRAL_XCOM_KEY, RunComfyRequestTrigger
 
-        deferral_id = uuid.uuid4().hex
-        context["ti"].xcom_push(key=DEFERRAL_XCOM_KEY, value=deferral_id)
+        deferral_id = uuid.uuid4().hex if cancel_on_kill else None
+        if deferral_id:
+            context["ti"].xcom_push(key=DEFERRAL_XCOM_KEY, value=deferral_id)
         return RunComfyRequestTrigger(
             request_id=request_id,
             runcomfy_conn_id=self.runcomfy_conn_id,

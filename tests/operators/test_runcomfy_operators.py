@@ -77,6 +77,11 @@ def test_hook_params_reach_the_hook_and_the_trigger():
     assert trigger._hook().max_retries == 9
     # The deferral's id reaches XCom too: the trigger's on_kill tells a moved trigger from a killed task by it.
     assert pushed == {"runcomfy_deferral": trigger.deferral_id} and len(trigger.deferral_id) == 32
+    pushed.clear()  # a trigger that will not cancel on kill needs no id (the sensor's default)
+    quiet = op.request_trigger(
+        {"ti": ti}, "r", timeout=60, poll_interval=1, cancel_on_timeout=True, cancel_on_kill=False
+    )
+    assert (pushed, quiet.deferral_id) == ({}, None)
 
 
 @pytest.mark.unit
