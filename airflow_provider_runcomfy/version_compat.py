@@ -27,6 +27,24 @@ AIRFLOW_V_3_1_PLUS = AIRFLOW_VERSION >= (3, 1, 0)
 AIRFLOW_V_3_3_PLUS = AIRFLOW_VERSION >= (3, 3, 0)
 
 
+def mask_secret(secret: str) -> None:
+    """Airflow's ``mask_secret``: hidden in this process's logs and in the supervisor's.
+
+    On Airflow 3.0 the in-process supervisor of ``airflow dags test`` logs each message it is sent at debug level,
+    a secret to mask included. It runs in this process, so there the secret is masked here only.
+    """
+    from airflow.sdk.log import mask_secret as airflow_mask_secret
+
+    if not AIRFLOW_V_3_1_PLUS:
+        from airflow.sdk.execution_time import task_runner
+        from airflow.sdk.execution_time.secrets_masker import _secrets_masker
+
+        if type(getattr(task_runner, "SUPERVISOR_COMMS", None)).__name__ == "InProcessSupervisorComms":
+            _secrets_masker().add_mask(secret)
+            return
+    airflow_mask_secret(secret)
+
+
 async def aget_connection(conn_id: str) -> Any:
     """``BaseHook.aget_connection`` (Airflow 3.1+), or the sync lookup in a thread where it is missing (3.0)."""
     from airflow.providers.common.compat.sdk import BaseHook

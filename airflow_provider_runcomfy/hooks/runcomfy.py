@@ -23,7 +23,6 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from airflow.providers.common.compat.sdk import BaseHook
-from airflow.sdk.log import mask_secret
 from pydantic import BaseModel, ValidationError
 from tenacity import (
     AsyncRetrying,
@@ -48,6 +47,7 @@ from airflow_provider_runcomfy.exceptions import (
 )
 from airflow_provider_runcomfy.schemas import validate_inputs
 from airflow_provider_runcomfy.schemas.api import CancelResponse, RequestResult, RequestStatus, SubmitResponse
+from airflow_provider_runcomfy.version_compat import aget_connection, mask_secret
 
 if TYPE_CHECKING:
     import asyncio
@@ -126,6 +126,7 @@ class RunComfyHook(BaseHook):
         self.retry_min_wait = retry_min_wait
         self.retry_max_wait = retry_max_wait
         self._credentials: tuple[str, str] | None = None
+        self._secrets: set[str] = set()  # signed input URLs (and their query strings): redacted like the token
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -184,8 +185,6 @@ class RunComfyHook(BaseHook):
     async def _aget_credentials(self) -> tuple[str, str]:
         if self._credentials:
             return self._credentials
-        from airflow_provider_runcomfy.version_compat import aget_connection
-
         return self._read_connection(await _shared_lookup(self.runcomfy_conn_id, aget_connection))
 
     @property
@@ -250,6 +249,85 @@ class RunComfyHook(BaseHook):
             yield from response.iter_content(chunk_size=OUTPUT_CHUNK_BYTES)
         except requests.RequestException as error:
             raise self._transport_error(error, False, "GET", url, None) from None
+
+    def check_input_url(
+        self,
+        url: str,
+        *,
+        field: str,
+        kind: str | None = None,
+        max_bytes: int | None = None,
+        allow_loopback_http: bool = False,
+    ) -> InputFile:
+        """Fetch an input URL as RunComfy will, before the submit: no credentials, no cookies, from the internet.
+
+        HEAD, then a ranged GET of its first bytes when HEAD is refused (a URL signed for GET refuses HEAD) or says
+        too little. It must answer 2xx with a content type of ``kind`` (``image``, ``video``, ``audio``; a generic
+        type is told by the file's first bytes) and at most ``max_bytes``. A refusal raises
+        :class:`RunComfyInvalidInputError` naming ``field`` and the URL without its query string; a timeout, 429 or
+        5xx is retried as reads are.
+        """
+        shown = _without_query(url)
+        where = f"{field}: {shown}"
+        _check_fetchable(where, url, allow_loopback_http)
+        probe = self._retrying(Retrying, False)(lambda: self._probe(url, where, sniff=kind is not None))
+        declared = probe.content_type.partition("/")[0]
+        told = declared if probe.content_type not in _GENERIC_TYPES else _sniff(probe.first_bytes)
+        if kind and told and told != kind:
+            what = probe.content_type if probe.content_type not in _GENERIC_TYPES else f"a {told} file"
+            raise RunComfyInvalidInputError(f"{where}: {what or 'this file'} is not {_an(kind)}")
+        if kind and not told:
+            self.log.warning(
+                "%s: could not tell whether it is %s (%s); RunComfy may refuse it",
+                where,
+                _an(kind),
+                probe.content_type or "no Content-Type",
+            )
+        if max_bytes is not None and probe.size is not None and probe.size > max_bytes:
+            raise RunComfyInvalidInputError(
+                f"{where}: {probe.size / 1e6:.1f} MB is over the {max_bytes / 1e6:g} MB limit for "
+                f"{kind or 'this input'}s (max_input_bytes)"
+            )
+        size = "size unknown" if probe.size is None else f"{probe.size / 1e6:.2f} MB"
+        self.log.info("Input %s: %s, %s: RunComfy can fetch it", where, probe.content_type or "no type", size)
+        return probe
+
+    def _probe(self, url: str, where: str, *, sniff: bool) -> InputFile:
+        """One look at an input URL from a session of its own (no cookies), without netrc credentials."""
+        timeout = (min(10.0, self.timeout), min(30.0, self.timeout))
+        with requests.Session() as stranger:
+            stranger.headers["User-Agent"] = USER_AGENT
+            try:
+                head = stranger.head(url, allow_redirects=True, timeout=timeout, auth=_no_auth)
+                response, first = head, b""
+                generic = head.headers.get("Content-Type", "").split(";")[0].strip().lower() in _GENERIC_TYPES
+                if not head.ok or (sniff and generic) or "Content-Length" not in head.headers:
+                    with stranger.get(
+                        url,
+                        headers={"Range": f"bytes=0-{_SNIFF_BYTES - 1}"},
+                        stream=True,
+                        timeout=timeout,
+                        auth=_no_auth,
+                    ) as response:
+                        first = response.raw.read(_SNIFF_BYTES) if response.ok else b""
+            except requests.RequestException as error:
+                raise self._transport_error(error, True, "GET", where, None) from None
+        status = response.status_code
+        if status == 429 or status >= 500:
+            kind = RunComfyRateLimitError if status == 429 else RunComfyServerError
+            raise kind(f"{where}: the input's host answered HTTP {status}", status_code=status)
+        if status >= 400:
+            raise RunComfyInvalidInputError(f"{where}: HTTP {status}{_refusal_reason(status, url)}")
+        total = response.headers.get("Content-Range", "").rpartition("/")[2]
+        length = total if total.isdigit() else response.headers.get("Content-Length") if status != 206 else None
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        return InputFile(where, content_type, int(length) if length and length.isdigit() else None, first)
+
+    def mask(self, secret: str) -> None:
+        """Keep ``secret`` (a signed URL) out of logs and out of this hook's error messages."""
+        for value in {secret, urlsplit(secret).query} - {""}:
+            mask_secret(value)
+            self._secrets.add(value)
 
     def wait_for_request(
         self,
@@ -521,7 +599,9 @@ class RunComfyHook(BaseHook):
 
     def _redact(self, text: str) -> str:
         token = self._credentials[1] if self._credentials else None
-        return text.replace(token, "***") if token else text
+        for secret in sorted({token, *self._secrets} - {None, ""}, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
 
 
 async def _shared_lookup(conn_id: str, lookup: Callable[[str], Awaitable[Any]]) -> Any:
@@ -639,6 +719,87 @@ class Progress:
         where = f" (queue position {queue_position})" if queue_position is not None else ""
         elapsed = max(0.0, time.time() - self.since)
         self.log.info("RunComfy request %s is %s%s after %.1fs", self.request_id, status, where, elapsed)
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """What the pre-flight check saw of an input: where (URL without its query), its type, size and first bytes."""
+
+    where: str
+    content_type: str
+    size: int | None
+    first_bytes: bytes = b""
+
+
+# Content types that say nothing about the file (S3's default for an upload without one, among them).
+_GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream", "application/unknown"})
+_SNIFF_BYTES = 16
+# How a file starts, by kind: enough to tell an image from a video or a web page when the type says nothing.
+_MAGIC: tuple[tuple[str, bytes, int], ...] = (
+    ("image", b"\x89PNG\r\n\x1a\n", 0),
+    ("image", b"\xff\xd8\xff", 0),
+    ("image", b"GIF8", 0),
+    ("image", b"WEBP", 8),
+    ("image", b"BM", 0),
+    ("video", b"ftyp", 4),
+    ("video", b"\x1aE\xdf\xa3", 0),
+    ("audio", b"ID3", 0),
+    ("audio", b"WAVE", 8),
+    ("audio", b"OggS", 0),
+    ("audio", b"fLaC", 0),
+    ("text", b"<", 0),
+    ("text", b"{", 0),
+)
+
+
+def _sniff(first: bytes) -> str | None:
+    """The kind of file that starts with ``first`` (``image``, ``video``, ``audio``, ``text``), or None."""
+    for kind, magic, offset in _MAGIC:
+        if first[offset : offset + len(magic)] == magic:
+            return kind
+    return None
+
+
+def _an(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """An explicit "no credentials": without it, requests would send a matching ~/.netrc entry."""
+    return request
+
+
+def _without_query(url: str) -> str:
+    """The URL as it may be shown: a signed URL's query string is its signature."""
+    parts = urlsplit(url)
+    return parts._replace(query="", fragment="").geturl()
+
+
+def _check_fetchable(where: str, url: str, allow_loopback_http: bool) -> None:
+    """RunComfy fetches from the internet: an input on a loopback or private address can never reach it."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RunComfyInvalidInputError(f"{where}: not an http(s) URL that RunComfy can fetch")
+    if allow_loopback_http and _is_loopback(parts.hostname):
+        return
+    try:
+        address = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        address = None
+    if parts.hostname == "localhost" or (address is not None and not address.is_global):
+        raise RunComfyInvalidInputError(
+            f"{where}: {parts.hostname} is not an internet address, and RunComfy fetches inputs from the internet"
+        )
+
+
+def _refusal_reason(status: int, url: str) -> str:
+    if status in (401, 403):
+        if urlsplit(url).query:
+            return ": the store refused the signed URL (expired, or signed by credentials that cannot read it)"
+        return ": the object is private; pass its object-store URI (such as s3://conn@bucket/key) to have it signed"
+    if status in (404, 410):
+        return ": there is no file at this URL"
+    return ""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperat
 from pydantic import BaseModel
 
 from airflow_provider_runcomfy.exceptions import RunComfyConnectionError, RunComfyJobError, RunComfyNotFoundError
+from airflow_provider_runcomfy.io.inputs import as_references, prepare_inputs
 from airflow_provider_runcomfy.io.storage import DEFAULT_MAX_BYTES, DEFAULT_NAME, check_destination, check_name
 from airflow_provider_runcomfy.links.runcomfy import RunComfyOutputLink
 from airflow_provider_runcomfy.schemas import validate_inputs
@@ -46,7 +47,10 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
 
     :param model_id: Catalog id, e.g. ``pixverse/pixverse/v5.5/text-to-video``. (templated)
     :param inputs: The model's inputs: a dict, or the model's pydantic input model. Known models are validated
-        at DAG parse time when literal, after rendering otherwise, and always before the submit. (templated)
+        at DAG parse time when literal, after rendering otherwise, and always before the submit. A file input
+        (a name ending in ``_url`` or ``_urls``) may also be an ``ObjectStoragePath`` or an object-store URI
+        (``s3://conn@bucket/key``: signed for the job just before the submit), or the return value of an earlier
+        RunComfy task (its stored file, else its output URL). (templated)
     :param runcomfy_conn_id: Connection of type ``runcomfy``.
     :param wait_for_completion: Wait for the job; ``False`` returns right after the submit.
     :param deferrable: Wait in the triggerer instead of holding a worker slot.
@@ -62,8 +66,12 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
     :param output_name: File name template under ``output_dir``: ``{request_id}``, ``{map_index}``, ``{index}``,
         ``{ext}``. (templated)
     :param max_output_bytes: Refuse to copy an output larger than this.
-    :param allow_loopback_http: Also fetch outputs over plain http from a loopback host (the local server);
-        default: ``[runcomfy] allow_loopback_http``. Anything else is fetched over https only.
+    :param check_inputs: Before the submit, fetch every URL input as RunComfy will (no credentials): it must
+        answer, be of the input's kind (``image_url``: an image) and within ``max_input_bytes``.
+    :param max_input_bytes: Size limits of file inputs by kind; default RunComfy's ``{"image": 50 MB, "video":
+        100 MB}``, and what is given here replaces those kinds' limits.
+    :param allow_loopback_http: Also fetch outputs over plain http from a loopback host (the local server), and
+        accept inputs there; default: ``[runcomfy] allow_loopback_http``. Anything else is fetched over https only.
     :param hook_params: Keyword arguments of :class:`RunComfyHook` for the worker and the trigger: ``timeout``
         (of one HTTP call), ``max_retries``, ``retry_min_wait``, ``retry_max_wait``.
     """
@@ -89,12 +97,16 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
         output_dir: str | ObjectStoragePath | None = None,
         output_name: str = DEFAULT_NAME,
         max_output_bytes: int = DEFAULT_MAX_BYTES,
+        check_inputs: bool = True,
+        max_input_bytes: dict[str, int] | None = None,
         allow_loopback_http: bool | None = None,
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.hook_params = check_hook_params(hook_params)
+        self.check_inputs = check_inputs
+        self.max_input_bytes = dict(max_input_bytes or {})
         self.output_dir = output_dir
         self.output_name = output_name
         self.max_output_bytes = max_output_bytes
@@ -130,7 +142,7 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
     def execute(self, context: Context) -> Any:
         # Rendered now: checked again before anything is paid (a bad value fails without a retry).
         with task_state(context):
-            self._body = validate_inputs(self.model_id, self.request_inputs())
+            self._body = validate_inputs(self.model_id, as_references(self.request_inputs()))
             if self.output_dir:
                 check_destination(self.output_dir, self.output_name, map_index=context["ti"].map_index)
             try:
@@ -152,8 +164,16 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
     # -- ResumableJobMixin: how to submit, reattach and wait. The stored id is {request_id, inputs}. -------------
 
     def submit_job(self, context: Context) -> dict[str, str]:
+        body = prepare_inputs(
+            self.hook,
+            self._body,
+            expires_in=self.timeout,
+            check=self.check_inputs,
+            limits=self.max_input_bytes,
+            allow_loopback_http=self.loopback_http_allowed(),
+        )
         try:
-            request_id = self.hook.submit(self.model_id, self._body).request_id
+            request_id = self.hook.submit(self.model_id, body).request_id
         except RunComfyConnectionError as error:
             if error.never_sent:
                 raise
@@ -304,16 +324,20 @@ class RunComfyTextToVideoOperator(_PixVerseOperator):
 
 
 class RunComfyImageToVideoOperator(_PixVerseOperator):
-    """Animate an image with PixVerse v5.5 image-to-video: ``image_url`` (public http(s)) is the first frame.
+    """Animate an image with PixVerse v5.5 image-to-video: ``image_url`` is the first frame.
 
-    Takes ``image_url`` and the inputs of :class:`RunComfyTextToVideoOperator` (templated), and every parameter
+    ``image_url`` is a public http(s) URL, an object-store URI or ``ObjectStoragePath`` (signed for the job), or
+    the return value of an earlier RunComfy task (``image_url=make_image.output``). Takes ``image_url`` and the
+    inputs of :class:`RunComfyTextToVideoOperator` (templated), and every parameter
     of :class:`RunComfyModelOperator`.
     """
 
     input_model = PixVerseImageToVideoInput
     template_fields = (*RunComfyModelOperator.template_fields, *PixVerseImageToVideoInput.model_fields)
 
-    def __init__(self, *, image_url: str, model_id: str = IMAGE_TO_VIDEO, **kwargs: Any) -> None:
+    def __init__(
+        self, *, image_url: str | ObjectStoragePath | dict[str, Any], model_id: str = IMAGE_TO_VIDEO, **kwargs: Any
+    ) -> None:
         self.image_url = image_url
         super().__init__(model_id=model_id, **kwargs)
 

@@ -2,8 +2,9 @@
 
 ``prompt`` (and ``image_url``) are required, as the schemas' ``required`` lists say; the defaults the pages
 show for them are the playground's examples and are kept as ``examples``. Beyond the JSON schema, the pages
-state in prose: 1080p is limited to 5 or 8 seconds; ``image_url`` is a public http(s) URL; and an empty
-prompt makes a paid job that cannot succeed, so it is refused here.
+state in prose: 1080p is limited to 5 or 8 seconds; ``image_url`` is a public http(s) URL (here also an
+object-store URI, which the operators sign before the submit); and an empty prompt makes a paid job that cannot
+succeed, so it is refused here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from airflow_provider_runcomfy.io.inputs import UNSIGNABLE_SCHEMES, object_store_scheme
 
 TEXT_TO_VIDEO = "pixverse/pixverse/v5.5/text-to-video"
 IMAGE_TO_VIDEO = "pixverse/pixverse/v5.5/image-to-video"
@@ -104,7 +107,9 @@ class PixVerseImageToVideoInput(_PixVerseInput):
         examples=["the girl is smiling"],
     )
     image_url: str = Field(
-        title="Image", description="URL of the image to use as the first frame.", examples=[_I2V_IMAGE]
+        title="Image",
+        description="URL of the image to use as the first frame, or an object-store URI to sign (s3://conn@bucket/key).",
+        examples=[_I2V_IMAGE],
     )
     negative_prompt: str = Field(
         _I2V_NEGATIVE,
@@ -115,8 +120,15 @@ class PixVerseImageToVideoInput(_PixVerseInput):
 
     @field_validator("image_url")
     @classmethod
-    def _public_http_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be a public http(s) URL that a plain GET can fetch")
-        return value.strip()
+    def _fetchable_url(cls, value: str) -> str:
+        value = value.strip()
+        scheme = object_store_scheme(value)
+        if scheme in UNSIGNABLE_SCHEMES:
+            raise ValueError(f"files on {scheme}:// cannot be signed for RunComfy to fetch: use object storage, https")
+        parts = urlsplit(value)
+        if scheme is None and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError(
+                "must be a public http(s) URL that a plain GET can fetch, or an object-store URI such as "
+                "s3://conn@bucket/key (signed before the submit)"
+            )
+        return value

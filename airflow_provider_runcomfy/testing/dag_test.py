@@ -23,8 +23,8 @@ POOL = ("runcomfy", "4", "RunComfy jobs (example DAGs)")
 @dataclass
 class DagTestRun:
     """The outcome of one ``airflow dags test``: its exit code, its output, the XComs it left, its task
-    instances (``task_id``, ``map_index``, ``state``, ``try_number``), and the keys of the task state Variables
-    (Airflow < 3.3) its tasks left behind."""
+    instances (``task_id``, ``map_index``, ``state``, ``try_number``, ``rendered_fields``), and the keys of the
+    task state Variables (Airflow < 3.3) its tasks left behind."""
 
     dag_id: str
     returncode: int
@@ -100,6 +100,7 @@ class AirflowSandbox:
         script = (
             "import json, sys\n"
             "from airflow.models import DagRun, TaskInstance, Variable\n"
+            "from airflow.models.renderedtifields import RenderedTaskInstanceFields as RTIF\n"
             "from airflow.models.xcom import XComModel\n"
             "from airflow.utils.session import create_session\n"
             "with create_session() as s:\n"
@@ -108,8 +109,10 @@ class AirflowSandbox:
             "        model.dag_id == run.dag_id, model.run_id == run.run_id).all()\n"
             "    xcoms = [{'task_id': r.task_id, 'key': r.key, 'map_index': r.map_index,\n"
             "        'value': XComModel.deserialize_value(r)} for r in of_run(XComModel)]\n"
+            "    rendered = {(r.task_id, r.map_index): r.rendered_fields for r in of_run(RTIF)}\n"
             "    tis = [{'task_id': t.task_id, 'map_index': t.map_index, 'state': t.state,\n"
-            "        'try_number': t.try_number} for t in of_run(TaskInstance)]\n"
+            "        'try_number': t.try_number, 'rendered_fields': rendered.get((t.task_id, t.map_index))}\n"
+            "        for t in of_run(TaskInstance)]\n"
             "    left = [] if run is None else [v.key for v in s.query(Variable).filter(\n"
             "        Variable.key.like('runcomfy_task_state_%')).all()\n"
             "        if f'of {run.dag_id}.' in v.description and f'run {run.run_id}:' in v.description]\n"

@@ -29,18 +29,36 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import requests
 import uvicorn
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from airflow_provider_runcomfy.exceptions import RunComfyInvalidInputError
-from airflow_provider_runcomfy.schemas import MODEL_INPUTS, check_model_id, validate_inputs
+from airflow_provider_runcomfy.io.inputs import is_url_input
+from airflow_provider_runcomfy.schemas import MODEL_INPUTS, check_model_id, describe_errors, validate_inputs
 
 SAMPLE_MP4 = Path(__file__).with_name("sample.mp4")
 SAMPLE_BYTES = SAMPLE_MP4.read_bytes()  # what every succeeded job's output.mp4 serves
 SAMPLE_SHA256 = hashlib.sha256(SAMPLE_BYTES).hexdigest()
+SAMPLE_PNG_BYTES = Path(__file__).with_name("sample.png").read_bytes()  # a real 160x90 PNG: output.png, sample.png
+#: A model of this local server only, not of RunComfy's catalog: text to one PNG image (``output.images``).
+LOCAL_TEXT_TO_IMAGE = "runcomfy-local/test/text-to-image"
+
+
+class LocalTextToImageInput(BaseModel):
+    """Inputs of :data:`LOCAL_TEXT_TO_IMAGE`, the local server's own test model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1)
+    seed: int = 0
+
+
+LOCAL_MODELS: dict[str, type[BaseModel]] = {LOCAL_TEXT_TO_IMAGE: LocalTextToImageInput}
 CALLS = ("submit", "status", "result", "cancel", "file", "any")
 FAULTS = ("400", "422", "429", "500", "502", "503", "drop", "slow", "http200_error")
 # A failed job's status says `completed`, as RunComfy's does; only the result call says `failed`.
@@ -107,8 +125,9 @@ class State:
         self, tokens: Iterable[str], queue_seconds: float, run_seconds: float, model_ids: Iterable[str] | None
     ):
         self.tokens = list(tokens)
-        # None: any well-formed model id is served; otherwise only these and the PixVerse models.
-        self.model_ids = None if model_ids is None else set(MODEL_INPUTS) | set(model_ids)
+        # None: any well-formed model id is served; otherwise only these, the PixVerse and the local test models.
+        self.model_ids = None if model_ids is None else set(MODEL_INPUTS) | set(LOCAL_MODELS) | set(model_ids)
+        self.fetch_inputs = False  # fetch every URL input at submit, as RunComfy does (set_fetch_inputs)
         self.default_clock = {"queue_seconds": queue_seconds, "run_seconds": run_seconds}
         self.lock = threading.Lock()
         self.reset()
@@ -216,6 +235,23 @@ class Stream(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+def _fetch_inputs(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """GET every URL input as RunComfy does (no credentials, no cookies); what each answered, without query."""
+    fetched = []
+    for name, value in body.items():
+        for url in (value if isinstance(value, list) else [value]) if is_url_input(name) else []:
+            seen: dict[str, Any] = {"field": name, "url": str(url).split("?")[0], "status": None}
+            try:
+                with requests.get(url, timeout=10, auth=lambda r: r) as answer:
+                    content = answer.content
+                seen.update(status=answer.status_code, bytes=len(content), sha256=hashlib.sha256(content).hexdigest())
+                seen["content_type"] = answer.headers.get("Content-Type")
+            except requests.RequestException as error:
+                seen["error"] = type(error).__name__
+            fetched.append(seen)
+    return fetched
+
+
 def _fault_response(fault: dict[str, Any]) -> Response:
     kind = fault["fault"]
     if kind == "400":  # as RunComfy refuses a model id it does not know
@@ -291,15 +327,31 @@ def create_app(state: State) -> Starlette:
         try:
             entry["body"] = await request.json()
             validate_inputs(model_id, entry["body"])
+            if model_id in LOCAL_MODELS:
+                LOCAL_MODELS[model_id].model_validate(entry["body"])
+        except ValidationError as error:
+            problems = describe_errors(error, LOCAL_MODELS[model_id])
+            return _error(400, 400000, "InvalidInput", f"Invalid inputs for {model_id}: {problems}")
         except (ValueError, RunComfyInvalidInputError) as error:
             return _error(400, 400000, "InvalidInput", getattr(error, "message", "the body is not JSON"))
+        unfetchable = None
+        if state.fetch_inputs:
+            entry["fetched"] = await asyncio.to_thread(_fetch_inputs, entry["body"])
+            unfetchable = next((f for f in entry["fetched"] if not 200 <= (f.get("status") or 0) < 300), None)
         rule = state.take(state.outcomes) or {}
         clock = {name: float(rule.get(name, value)) for name, value in state.clock.items()}
         output = rule.get("output")
         if "synthetic_size" in rule:
             output = {"video": f"{{base}}/files/synthetic/{int(rule['synthetic_size'])}.bin?seed={rule.get('seed', 0)}"}
         error = rule.get("error", {"code": "GENERATION_FAILED", "message": "Simulated generation failure"})
-        job = Job(str(uuid.uuid4()), model_id, owner, **clock, outcome=rule.get("outcome", "succeeded"), error=error)
+        outcome = rule.get("outcome", "succeeded")
+        if unfetchable is not None:  # RunComfy takes the job, then fails it: the input could not be fetched
+            why = f"HTTP {unfetchable['status']}" if unfetchable.get("status") else unfetchable["error"]
+            outcome = "failed"
+            error = {"code": "INPUT_FETCH_FAILED", "message": f"{unfetchable['field']} could not be fetched: {why}"}
+        if output is None and model_id in LOCAL_MODELS:
+            output = {"images": ["{base}/files/{request_id}/output.png"]}
+        job = Job(str(uuid.uuid4()), model_id, owner, **clock, outcome=outcome, error=error)
         job.output, job.cost, job.result_lag = output, float(rule.get("cost", job.cost)), int(rule.get("result_lag", 0))
         if "queue_polls" in rule:
             job.queue_polls, job.queue_seconds = int(rule["queue_polls"]), float("inf")
@@ -360,6 +412,11 @@ def create_app(state: State) -> Starlette:
             return Response("Not Found", 404)
         return Stream([SAMPLE_BYTES], len(SAMPLE_BYTES), "video/mp4")
 
+    async def sample_image(request: Request, job: Job | None, entry: dict[str, Any]) -> Response:
+        if job is None and "request_id" in request.path_params:
+            return Response("Not Found", 404)
+        return Stream([SAMPLE_PNG_BYTES], len(SAMPLE_PNG_BYTES), "image/png")
+
     async def redirect(request: Request, job: Any, entry: dict[str, Any]) -> Response:
         return RedirectResponse(request.query_params["to"], 302)
 
@@ -384,6 +441,8 @@ def create_app(state: State) -> Starlette:
                 state.reset()
             elif action == "release":
                 return JSONResponse({"released": state.release()})
+            elif action == "fetch_inputs":
+                state.fetch_inputs = bool(body.get("enabled", True))
             else:
                 return JSONResponse({"error": f"unknown control action {action!r}"}, 404)
         except (ValueError, TypeError, AttributeError, KeyError) as error:
@@ -399,6 +458,8 @@ def create_app(state: State) -> Starlette:
             Route("/files/synthetic/{size:int}.bin", api("file", synthetic_file), methods=["GET"]),
             Route("/files/redirect", api("file", redirect), methods=["GET"]),  # to ?to=: a CDN's redirect
             Route("/files/{request_id}/output.mp4", api("file", sample_file), methods=["GET"]),
+            Route("/files/{request_id}/output.png", api("file", sample_image), methods=["GET"]),
+            Route("/files/sample.png", api("file", sample_image), methods=["GET"]),  # a public image
             Route("/_control/{action}", control, methods=["GET", "POST"]),
         ]
     )
@@ -426,9 +487,11 @@ class RunComfyTestServer:
         queue_seconds: float = 0.2,
         run_seconds: float = 0.3,
         model_ids: Iterable[str] | None = None,
+        fetch_inputs: bool = False,
     ):
         self.token, self.host, self.port = token, host, port
         self.state = State([token, *tokens], queue_seconds, run_seconds, model_ids)
+        self.state.fetch_inputs = fetch_inputs
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -498,6 +561,12 @@ class RunComfyTestServer:
     def reset(self) -> None:
         self.state.reset()
 
+    def set_fetch_inputs(self, enabled: bool = True) -> None:
+        """Fetch every URL input at submit (``*_url``, ``*_urls``) without credentials, as RunComfy does; a job
+        whose input cannot be fetched ends ``failed`` (``INPUT_FETCH_FAILED``, naming the input). The log entry of
+        the submit lists what each fetch answered under ``fetched``."""
+        self.state.fetch_inputs = enabled
+
     def release(self) -> int:
         """Start every queued job now; see ``State.release``."""
         return self.state.release()
@@ -535,8 +604,10 @@ def main(argv: list[str] | None = None) -> None:
         dest="model_ids",
         action="append",
         default=None,
-        help="serve only this model id, and the PixVerse ones (repeat); by default any well-formed id is served",
+        help="serve only this model id, and the PixVerse and local test ones (repeat); by default any well-formed "
+        "id is served",
     )
+    parser.add_argument("--fetch-inputs", action="store_true", help="fetch every URL input at submit, as RunComfy does")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     signals: list[int] = []

@@ -122,12 +122,15 @@ class RunComfyTaskMixin:
         self._fill_asset_events(context, value, inputs)
         return value
 
+    def loopback_http_allowed(self) -> bool:
+        """``allow_loopback_http``, or ``[runcomfy] allow_loopback_http`` when the task leaves it unset."""
+        if self.allow_loopback_http is not None:
+            return self.allow_loopback_http
+        return conf.getboolean("runcomfy", "allow_loopback_http", fallback=False)
+
     def _store_outputs(self, context: Context, result: RequestResult) -> list[dict[str, Any]]:
         from airflow_provider_runcomfy.io.storage import store_outputs
 
-        allow_http = self.allow_loopback_http
-        if allow_http is None:
-            allow_http = conf.getboolean("runcomfy", "allow_loopback_http", fallback=False)
         stored = store_outputs(
             self.hook,
             result.output_urls,
@@ -136,7 +139,7 @@ class RunComfyTaskMixin:
             name_template=self.output_name,
             map_index=context["ti"].map_index,
             max_bytes=self.max_output_bytes,
-            allow_loopback_http=allow_http,
+            allow_loopback_http=self.loopback_http_allowed(),
             state_store=context.get("task_state_store"),
         )
         for file in stored:

@@ -27,12 +27,14 @@ HERE = Path(__file__).parent
 REPORT_NOTES = pytest.StashKey[list[str]]()  # where the report went, for the terminal summary
 TOKEN = f"rcf-secret-{uuid.uuid4()}"  # distinctive: the secrets scan looks for this exact string
 PARALLELISM = 4
+OUTPUT_BUCKET = "runcomfy-outputs"
 EXAMPLE_DAGS = HERE.parents[1] / "example_dags"  # parsed beside the test DAGs, as a user's deployment would
 EXAMPLE_DAG_IDS = [
     "example_runcomfy_text_to_video",
     "example_runcomfy_image_to_video",
     "example_runcomfy_split_pipeline",
     "example_runcomfy_batch",
+    "example_runcomfy_image_chain",  # its image's stored copy, on S3, signed for the video job
     "runcomfy_generate_clip",  # the Asset pipeline; runcomfy_check_clip runs on its Asset event
     *(["example_runcomfy_human_review"] if AIRFLOW_V_3_1_PLUS else []),  # ApprovalOperator: 3.1+
 ]
@@ -116,14 +118,21 @@ def report(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
 
 @pytest.fixture(scope="package")
 def deployment(
-    tmp_path_factory: pytest.TempPathFactory, report: Report, pytestconfig: pytest.Config
+    tmp_path_factory: pytest.TempPathFactory, report: Report, pytestconfig: pytest.Config, moto_s3
 ) -> Iterator[AirflowDeployment]:
     started = time.monotonic()
     root = tmp_path_factory.mktemp("deployment")
     dags = shutil.copytree(HERE / "dags", root / "dags", ignore=shutil.ignore_patterns("__pycache__"))
     for example in EXAMPLE_DAGS.glob("*.py"):
         shutil.copy(example, dags)
-    outputs = {"AIRFLOW_VAR_RUNCOMFY_OUTPUT_DIR": (root / "outputs").as_uri()}
+    # The examples store their outputs on S3 (moto's server, in this process), as a real pipeline would; the
+    # image-to-video example's first frame is the local server's public sample image.
+    moto_s3.create_bucket(Bucket=OUTPUT_BUCKET)
+    outputs = {
+        "AIRFLOW_CONN_AWS_MOTO": os.environ["AIRFLOW_CONN_AWS_MOTO"],
+        "AIRFLOW_VAR_RUNCOMFY_OUTPUT_DIR": f"s3://aws_moto@{OUTPUT_BUCKET}/outputs",
+        "AIRFLOW_VAR_RUNCOMFY_FIRST_FRAME": "{server_url}/files/sample.png",
+    }
     deployment = AirflowDeployment(
         root,
         dags,

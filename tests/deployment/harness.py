@@ -280,7 +280,8 @@ class AirflowDeployment:
         RunComfy does; by default it serves any well-formed id.
     :param connections: More ``runcomfy`` connections by id, e.g. ``{"runcomfy_empty": {"password": ""}}``;
         each points at the local server unless it names a ``host``.
-    :param extra_env: More ``AIRFLOW__...`` settings, or variables the DAGs read.
+    :param extra_env: More ``AIRFLOW__...`` settings, or variables the DAGs read; ``{server_url}`` in a value is
+        the local RunComfy server's URL.
     """
 
     def __init__(
@@ -455,7 +456,8 @@ class AirflowDeployment:
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
                 "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
             }
-        return {**inherited, **settings, **connections, **self.extra_env}
+        extra = {name: value.replace("{server_url}", self.server_url) for name, value in self.extra_env.items()}
+        return {**inherited, **settings, **connections, **extra}
 
     @property
     def server_url(self) -> str:
@@ -483,6 +485,7 @@ class AirflowDeployment:
     def _start_runcomfy_server(self) -> None:
         command = [sys.executable, "-m", "airflow_provider_runcomfy.testing.server", "--port", str(self.server_port)]
         command += ["--queue-seconds", str(self.clock[0]), "--run-seconds", str(self.clock[1])]
+        command += ["--fetch-inputs"]  # as RunComfy does: an input it cannot fetch fails the job
         for model_id in self.model_ids or ():
             command += ["--model-id", model_id]
         # The token goes in the server's environment: not on a command line (`ps`, the log's header).

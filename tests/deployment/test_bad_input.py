@@ -28,7 +28,7 @@ RUN_TIME_ROWS = [
     (T2V, {"prompt": "   "}, "prompt: must not be empty"),
     (T2V, {"duration": 5}, "prompt: Field required"),
     (I2V, OK_PROMPT, "image_url: Field required"),
-    (I2V, {**OK_PROMPT, "image_url": "ftp://example.com/frame.png"}, "image_url: must be a public http(s) URL"),
+    (I2V, {**OK_PROMPT, "image_url": "ftp://example.com/frame.png"}, "image_url: files on ftp:// cannot be signed"),
     (I2V, {**OK_PROMPT, "image_url": "not a url"}, "image_url: must be a public http(s) URL"),
     (I2V, {**OK_PROMPT, "image_url": "https://"}, "image_url: must be a public http(s) URL"),
     (T2V, {**OK_PROMPT, "durration": 5}, "durration: Extra inputs are not permitted"),
@@ -38,6 +38,12 @@ RUN_TIME_ROWS = [
     (T2V, {"prompt": 123}, "prompt: Input should be a valid string"),
     (T2V, ["a fox in the snow"], "inputs must be a dict of the model's inputs, not list"),
     (T2V, "prompt=a fox", "inputs must be a dict of the model's inputs, not str"),
+    # File inputs RunComfy could not fetch, found out by fetching them first ({server_url}: the local server's).
+    (I2V, {**OK_PROMPT, "image_url": "{server_url}/files/nope/output.png"}, "HTTP 404: there is no file at this URL"),
+    (I2V, {**OK_PROMPT, "image_url": "{server_url}/files/synthetic/60000000.bin"}, "60.0 MB is over the 50 MB limit"),
+    (I2V, {**OK_PROMPT, "image_url": "https://10.1.2.3/frame.png"}, "10.1.2.3 is not an internet address"),
+    (I2V, {**OK_PROMPT, "image_url": "s3://aws_moto@runcomfy-outputs/none.png"}, "none.png: HTTP 404"),  # signed
+    (I2V, {**OK_PROMPT, "image_url": "memory://frames/f.png"}, "files on memory:// cannot be signed"),
     ("../../v1/requests", OK_PROMPT, "is not a RunComfy model id"),
     ("pixverse v5.5", OK_PROMPT, "is not a RunComfy model id"),
     ("", OK_PROMPT, "is not a RunComfy model id"),
@@ -56,7 +62,12 @@ SERVER_ONLY = {"acme/unknown-model/v1"}  # well-formed, not in the provider's sc
 
 def test_every_bad_input_fails_clearly_without_a_job(deployment, server, report):
     started = time.monotonic()
-    runs = [deployment.api.trigger("bad_input", {"model_id": m, "inputs": i}) for m, i, _ in RUN_TIME_ROWS]
+
+    def conf(model_id, inputs):
+        text = json.dumps({"model_id": model_id, "inputs": inputs})
+        return json.loads(text.replace("{server_url}", server.control.url))
+
+    runs = [deployment.api.trigger("bad_input", conf(m, i)) for m, i, _ in RUN_TIME_ROWS]
     connection_run = deployment.api.trigger("bad_connection")
     states = [deployment.api.wait_run("bad_input", run_id, timeout=300) for run_id in runs]
     connection_state = deployment.api.wait_run("bad_connection", connection_run, timeout=300)
@@ -65,7 +76,7 @@ def test_every_bad_input_fails_clearly_without_a_job(deployment, server, report)
     posts = {e["model_id"]: e["status"] for e in log if e["call"] == "submit"}
     assert server.control.stats()["submits"] == 0  # no job, whatever the input
     assert posts == dict.fromkeys(SERVER_ONLY, 400)  # only the unknown model reached the server, refused
-    assert [e for e in log if e["call"] != "submit"] == []
+    assert {e["call"] for e in log if e["call"] != "submit"} <= {"file"}  # besides, only the inputs' pre-flight
     assert states == ["failed"] * len(runs) and connection_state == "failed"
     for (model_id, inputs, expected), run_id in zip(RUN_TIME_ROWS, runs, strict=True):
         [ti] = deployment.api.task_instances("bad_input", run_id)

@@ -66,7 +66,10 @@ def test_every_example_succeeds_without_a_logical_date(deployment, server, repor
         assert all(ti["state"] == "success" for ti in tis), tis
         checked += len(tis)
         rows.append([dag_id, run["run_type"], run["logical_date"], states[dag_id], len(tis)])
-    assert len(submitted) == len(EXAMPLE_DAG_IDS) + 2  # one job per generating example, three for the batch
+    # one job per generating example, three for the batch, two for the chain (an image, then its video)
+    assert len(submitted) == len(EXAMPLE_DAG_IDS) + 3
+    fetched = [f for e in log if e["call"] == "submit" for f in e.get("fetched", [])]
+    assert sorted(f["field"] for f in fetched if f["status"] == 200) == ["image_url", "image_url"], fetched
     variables = deployment.api.request("GET", "/variables", params={"limit": 1000})["variables"]
     # Before 3.3 each model task keeps its request in a Variable for its retries, and deletes it when it ends.
     assert [v["key"] for v in variables if v["key"].startswith("runcomfy_task_state_")] == []

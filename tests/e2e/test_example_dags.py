@@ -9,7 +9,7 @@ import pytest
 import requests
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_runcomfy.testing.server import SAMPLE_SHA256
+from airflow_provider_runcomfy.testing.server import SAMPLE_PNG_BYTES, SAMPLE_SHA256
 
 # dag_id: (RunComfy jobs, results that stored their outputs under output_dir)
 EXAMPLES = {
@@ -41,7 +41,10 @@ def output_dir(tmp_path) -> str:
 @pytest.mark.parametrize(("dag_id", "expected"), EXAMPLES.items())
 def test_example_dag_succeeds(examples_sandbox, runcomfy_server, output_dir, dag_id, expected):
     jobs, stored_results = expected
-    run = examples_sandbox.dags_test(dag_id, runcomfy_server, AIRFLOW_VAR_RUNCOMFY_OUTPUT_DIR=output_dir)
+    frame = f"{runcomfy_server.url}/files/sample.png"  # the image-to-video example's first frame
+    run = examples_sandbox.dags_test(
+        dag_id, runcomfy_server, AIRFLOW_VAR_RUNCOMFY_OUTPUT_DIR=output_dir, AIRFLOW_VAR_RUNCOMFY_FIRST_FRAME=frame
+    )
 
     assert run.returncode == 0, run.output[-4000:]
     assert "state=success" in run.output
@@ -112,3 +115,29 @@ def test_human_review_publishes_only_approved_clips(examples_sandbox, runcomfy_s
     assert published == expected
     if answer == "Reject":
         assert not (tmp_path / "outputs" / "published").exists()
+
+
+def test_the_chain_animates_its_stored_frame_signed_from_s3(examples_sandbox, runcomfy_server, s3_bucket):
+    client, bucket = s3_bucket
+    runcomfy_server.set_fetch_inputs()  # the server fetches image_url as RunComfy does
+    run = examples_sandbox.dags_test(
+        "example_runcomfy_image_chain", runcomfy_server, AIRFLOW_VAR_RUNCOMFY_OUTPUT_DIR=f"s3://aws_moto@{bucket}/media"
+    )
+
+    assert run.returncode == 0, run.output[-4000:]
+    [frame], [clip] = run.xcom("make_frame")["files"], run.xcom("animate_frame")["files"]
+    assert frame["uri"].startswith(f"s3://aws_moto@{bucket}/media/chain/") and frame["uri"].endswith(".png")
+    assert frame["sha256"] == hashlib.sha256(SAMPLE_PNG_BYTES).hexdigest()
+    assert clip["uri"].endswith(".mp4") and clip["sha256"] == SAMPLE_SHA256
+    assert sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]) == sorted(
+        f["uri"].split(f"{bucket}/", 1)[1] for f in (frame, clip)
+    )
+    submits = [e for e in runcomfy_server.log if e["call"] == "submit"]
+    assert [e["model_id"] for e in submits] == [
+        "runcomfy-local/test/text-to-image",
+        "pixverse/pixverse/v5.5/image-to-video",
+    ]
+    [fetched] = submits[1]["fetched"]  # the stored frame, fetched by "RunComfy" through its signed URL
+    assert (fetched["status"], fetched["sha256"]) == (200, frame["sha256"])
+    assert "Signature=" in submits[1]["body"]["image_url"]
+    assert "Signature=" not in run.output

@@ -20,7 +20,12 @@ def test_the_readmes_quick_start_survives_a_flaky_api_and_stores_the_mp4(test_da
         ]
     )
     runcomfy_server.add_outcomes([{"outcome": "succeeded", "result_lag": 1, "times": 4}])
-    run = test_dags_sandbox.dags_test("readme_dag", runcomfy_server, AIRFLOW_VAR_CLIPS_DIR=tmp_path.as_uri())
+    run = test_dags_sandbox.dags_test(
+        "readme_dag",
+        runcomfy_server,
+        AIRFLOW_VAR_CLIPS_DIR=tmp_path.as_uri(),
+        AIRFLOW_VAR_FIRST_FRAME=f"{runcomfy_server.url}/files/sample.png",
+    )
 
     assert run.returncode == 0, run.output[-4000:]
     faults = {e["fault"] for e in runcomfy_server.log if e["fault"]}

@@ -1,0 +1,23 @@
+"""Image-to-video tasks whose ``image_url`` comes from the run's conf, keyed by task id: one to sign and send,
+the others to be refused before any submit."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG
+
+from airflow_provider_runcomfy.operators.runcomfy import RunComfyImageToVideoOperator
+
+TASKS = ("signed", "missing", "private", "not_an_image", "too_large", "unsignable")
+
+with DAG(dag_id="inputs_dag", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+    for task_id in TASKS:
+        RunComfyImageToVideoOperator(
+            task_id=task_id,
+            prompt="the frame comes alive",
+            image_url="{{ dag_run.conf[ti.task_id] }}",
+            poll_interval=0.5,
+            retries=1,  # a refused input must not use it
+            retry_delay=timedelta(seconds=1),
+        )
