@@ -10,6 +10,8 @@ from pathlib import Path
 
 from airflow_provider_runcomfy.testing.server import SAMPLE_PNG_BYTES
 
+FRAMES_BUCKET = "runcomfy-e2e-frames"  # where inputs_dag's signed_path task reads frame.png
+
 REFUSED = {  # task: its error, which names the field and the URL without its query string ({url})
     "missing": "image_url: {url}: HTTP 404: there is no file at this URL",
     "private": "image_url: {url}: HTTP 403: the object is private; pass its object-store URI",
@@ -33,6 +35,9 @@ def test_private_inputs_are_signed_and_bad_ones_refused_before_paying(test_dags_
         ("huge.png", SAMPLE_PNG_BYTES + bytes(60_000_000 - len(SAMPLE_PNG_BYTES)), "image/png"),
     ):
         client.put_object(Bucket=bucket, Key=f"frames/{key}", Body=body, ContentType=kind)
+    if FRAMES_BUCKET not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
+        client.create_bucket(Bucket=FRAMES_BUCKET)
+    client.put_object(Bucket=FRAMES_BUCKET, Key="frame.png", Body=SAMPLE_PNG_BYTES, ContentType="image/png")
     public_face = client.meta.endpoint_url
     conf = {
         "signed": f"s3://aws_moto@{bucket}/frames/frame.png",
@@ -46,9 +51,11 @@ def test_private_inputs_are_signed_and_bad_ones_refused_before_paying(test_dags_
 
     run = test_dags_sandbox.dags_test("inputs_dag", runcomfy_server, conf=conf)
 
-    assert run.state("signed") == "success", run.output[-4000:]
-    [submit] = [e for e in runcomfy_server.log if e["call"] == "submit"]
-    assert runcomfy_server.submits == 1  # the refused tasks sent nothing to RunComfy
+    assert run.state("signed") == run.state("signed_path") == "success", run.output[-4000:]
+    submits = {e["fetched"][0]["url"].split("/")[3]: e for e in runcomfy_server.log if e["call"] == "submit"}
+    assert runcomfy_server.submits == 2  # the refused tasks sent nothing to RunComfy
+    assert submits[FRAMES_BUCKET]["fetched"][0]["status"] == 200  # the ObjectStoragePath, signed as well
+    submit = submits[bucket]
     [fetched] = submit["fetched"]
     assert (fetched["field"], fetched["status"]) == ("image_url", 200)
     assert fetched["sha256"] == hashlib.sha256(SAMPLE_PNG_BYTES).hexdigest()  # the image's own bytes, signed for

@@ -477,3 +477,37 @@ def test_release_starts_every_queued_job_now_and_leaves_the_others(runcomfy_serv
     statuses = [httpx.get(f"{runcomfy_server.url}/v1/requests/{rid}/status", headers=headers).json() for rid in held]
     assert [s["status"] for s in statuses] == ["completed"] * 3
     assert runcomfy_server.release() == 0  # nothing left in the queue
+
+
+def test_the_local_text_to_image_model_answers_a_real_png(runcomfy_server):
+    from airflow_provider_runcomfy.testing.server import LOCAL_TEXT_TO_IMAGE, SAMPLE_PNG_BYTES
+
+    refused = submit(runcomfy_server, {"prompt": "a kite", "size": "4k"}, model_id=LOCAL_TEXT_TO_IMAGE)
+    assert refused.status_code == 400 and "size: Extra inputs are not permitted" in refused.json()["message"]
+    request_id = submit(runcomfy_server, {"prompt": "a kite"}, model_id=LOCAL_TEXT_TO_IMAGE).json()["request_id"]
+    wait_for(runcomfy_server, request_id, "completed")
+    [url] = get(runcomfy_server, request_id, "result")["output"]["images"]
+    image = requests.get(url, timeout=10)
+    assert (image.headers["content-type"], image.content) == ("image/png", SAMPLE_PNG_BYTES)
+    assert image.content.startswith(b"\x89PNG\r\n\x1a\n")
+    assert requests.head(f"{runcomfy_server.url}/files/sample.png", timeout=10).headers["content-length"] == str(
+        len(SAMPLE_PNG_BYTES)
+    )
+
+
+def test_with_fetch_inputs_a_job_whose_input_cannot_be_fetched_fails_naming_it(runcomfy_server):
+    runcomfy_server.set_fetch_inputs()
+    good = f"{runcomfy_server.url}/files/sample.png"
+    bad = f"{runcomfy_server.url}/files/gone/output.png?X-Amz-Signature=abc"
+    ok = submit(runcomfy_server, {"prompt": "x", "image_url": good}, model_id=I2V).json()["request_id"]
+    failing = submit(runcomfy_server, {"prompt": "x", "image_url": bad}, model_id=I2V).json()["request_id"]
+    for request_id in (ok, failing):
+        wait_for(runcomfy_server, request_id, "completed")
+    assert get(runcomfy_server, ok, "result")["status"] == "succeeded"
+    failed = get(runcomfy_server, failing, "result")
+    assert failed["status"] == "failed"
+    assert failed["error"] == {"code": "INPUT_FETCH_FAILED", "message": "image_url could not be fetched: HTTP 404"}
+    fetched = [e["fetched"] for e in runcomfy_server.log if e["call"] == "submit"]
+    seen = [[(f["field"], f["status"]) for f in each] for each in fetched]
+    assert seen == [[("image_url", 200)], [("image_url", 404)]]
+    assert fetched[1][0]["url"] == f"{runcomfy_server.url}/files/gone/output.png"  # logged without its query
