@@ -190,3 +190,19 @@ def test_a_store_that_cannot_sign_is_refused_before_any_request(runcomfy_connect
     with pytest.raises(RunComfyInvalidInputError, match=rf"image_url: {value}: {error}"):
         prepare_inputs(RunComfyHook(), {"image_url": value}, expires_in=60)
     assert runcomfy_connection.log == []
+
+
+def test_a_connection_that_cannot_sign_is_refused_before_any_request(runcomfy_connection, s3_bucket, monkeypatch):
+    import json
+    import os
+
+    client, bucket = s3_bucket
+    client.put_object(Bucket=bucket, Key="f.png", Body=SAMPLE_PNG_BYTES, ContentType="image/png")
+    anonymous = json.loads(os.environ["AIRFLOW_CONN_AWS_MOTO"])
+    anonymous["extra"]["config_kwargs"] = {"signature_version": "unsigned"}  # a public-bucket reader: no signing
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_UNSIGNED", json.dumps(anonymous))
+    with pytest.raises(
+        RunComfyInvalidInputError, match=r"image_url: s3://aws_unsigned@\S+/f\.png: it could not be signed"
+    ):
+        prepare_inputs(RunComfyHook(), {"image_url": f"s3://aws_unsigned@{bucket}/f.png"}, expires_in=60)
+    assert runcomfy_connection.log == []
