@@ -310,8 +310,9 @@ class RunComfyHook(BaseHook):
                         auth=_no_auth,
                     ) as response:
                         first = response.raw.read(_SNIFF_BYTES) if response.ok else b""
-            except requests.RequestException as error:
-                raise self._transport_error(error, True, "GET", where, None) from None
+            except requests.RequestException as error:  # retried as reads are: nothing was paid for
+                detail = f"{type(error).__name__}: {self._redact(str(error))}"
+                raise RunComfyConnectionError(f"{where}: could not be fetched ({detail})", never_sent=True) from None
         status = response.status_code
         if status == 429 or status >= 500:
             kind = RunComfyRateLimitError if status == 429 else RunComfyServerError

@@ -206,3 +206,17 @@ def test_a_connection_that_cannot_sign_is_refused_before_any_request(runcomfy_co
     ):
         prepare_inputs(RunComfyHook(), {"image_url": f"s3://aws_unsigned@{bucket}/f.png"}, expires_in=60)
     assert runcomfy_connection.log == []
+
+
+def test_an_unreachable_input_host_is_retried_then_named():
+    from airflow_provider_runcomfy.exceptions import RunComfyConnectionError
+    from airflow_provider_runcomfy.testing.ports import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/frame.png?X-Amz-Signature=secret-part"
+    hook = RunComfyHook(retry_min_wait=0.01, max_retries=1)
+    hook.mask(url)
+    with pytest.raises(
+        RunComfyConnectionError, match=r"image_url: http://127\.0\.0\.1:\d+/frame\.png: could not be"
+    ) as e:
+        hook.check_input_url(url, field="image_url", kind="image", allow_loopback_http=True)
+    assert "secret-part" not in str(e.value)  # requests names the URL's path and query; the query is redacted
