@@ -315,8 +315,8 @@ class RunComfyHook(BaseHook):
                 raise RunComfyConnectionError(f"{where}: could not be fetched ({detail})", never_sent=True) from None
         status = response.status_code
         if status == 429 or status >= 500:
-            kind = RunComfyRateLimitError if status == 429 else RunComfyServerError
-            raise kind(f"{where}: the input's host answered HTTP {status}", status_code=status)
+            transient = RunComfyRateLimitError if status == 429 else RunComfyServerError
+            raise transient(f"{where}: the input's host answered HTTP {status}", status_code=status)
         if status >= 400:
             raise RunComfyInvalidInputError(f"{where}: HTTP {status}{_refusal_reason(status, url)}")
         total = response.headers.get("Content-Range", "").rpartition("/")[2]
