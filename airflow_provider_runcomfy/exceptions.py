@@ -75,12 +75,17 @@ class RunComfyConnectionError(RunComfyError):
 
 
 class RunComfyJobError(RunComfyError):
-    """The job itself ended without success (failed, cancelled), has not finished, or ran out of time."""
+    """The job itself ended without success (failed, cancelled), has not finished, or ran out of time.
+    ``status`` is the job's status when the error says it (``failed``, ``cancelled``...)."""
+
+    def __init__(self, message: str, *, status: str | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.status = status
 
 
 class RunComfyTimeoutError(RunComfyJobError):
     """The job did not finish in time. ``cancelled`` says whether it was still queued and has been cancelled."""
 
     def __init__(self, message: str, *, cancelled: bool = False, **kwargs) -> None:
-        super().__init__(message, **kwargs)
+        super().__init__(message, status="timed_out", **kwargs)
         self.cancelled = cancelled

@@ -94,10 +94,22 @@ class RequestResult(_Answer):
         if self.succeeded:
             return self
         if self.failed:
-            raise RunComfyJobError(f"RunComfy request failed: {self.error}", request_id=self.request_id)
+            raise RunComfyJobError(
+                f"RunComfy request failed: {self.error_message}", status="failed", request_id=self.request_id
+            )
         if self.cancelled:
-            raise RunComfyJobError("RunComfy request was cancelled", request_id=self.request_id)
-        raise RunComfyJobError(f"RunComfy request has not finished: it is {self.status}", request_id=self.request_id)
+            raise RunComfyJobError("RunComfy request was cancelled", status="cancelled", request_id=self.request_id)
+        raise RunComfyJobError(
+            f"RunComfy request has not finished: it is {self.status}", status=self.status, request_id=self.request_id
+        )
+
+    @property
+    def error_message(self) -> str:
+        """RunComfy's error as a person reads it: ``CODE: message`` from its ``{code, message}`` object."""
+        error = self.error
+        if isinstance(error, dict) and error.get("message"):
+            return f"{error['code']}: {error['message']}" if error.get("code") else str(error["message"])
+        return str(error)
 
     @property
     def output_urls(self) -> list[str]:

@@ -34,6 +34,22 @@ def test_only_succeeded_is_success(status, message):
     assert raised.value.request_id == "r"
 
 
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        ({"code": "CONTENT_MODERATION", "message": "refused"}, "CONTENT_MODERATION: refused"),
+        ({"message": "refused"}, "refused"),
+        ({"code": 7}, "{'code': 7}"),
+        (None, "None"),
+    ],
+)
+def test_a_failure_says_runcomfys_code_and_message(error, message):
+    with pytest.raises(RunComfyJobError) as raised:
+        RequestResult(request_id="r", status="failed", error=error).raise_for_outcome()
+    assert raised.value.message == f"RunComfy request failed: {message}"
+    assert raised.value.status == "failed"
+
+
 def test_a_succeeded_result_is_returned():
     result = RequestResult(request_id="r", status="succeeded", output={"video": "https://cdn/x.mp4"})
     assert result.raise_for_outcome() is result
