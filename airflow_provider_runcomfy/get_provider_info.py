@@ -29,6 +29,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "RunComfy", "python-modules": ["airflow_provider_runcomfy.triggers.runcomfy"]}
         ],
         "extra-links": ["airflow_provider_runcomfy.links.runcomfy.RunComfyOutputLink"],
+        "plugins": [{"name": "runcomfy", "plugin-class": "airflow_provider_runcomfy.plugins.runcomfy.RunComfyPlugin"}],
         "config": {
             "runcomfy": {
                 "description": "Settings of the RunComfy provider.",

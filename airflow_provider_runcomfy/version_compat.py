@@ -179,3 +179,33 @@ else:
                 store.set(self.external_id_key, external_id)
             self.poll_until_complete(external_id, context)
             return self.get_job_result(external_id, context)
+
+
+def api_user_dependency() -> Any:
+    """The api-server's FastAPI dependency that says who is calling: the JWT of the ``Authorization`` header, else
+    the UI's session cookie. Airflow 3.1+ has one (it honours the UI's token refresh); 3.0's reads the header only.
+    """
+    if AIRFLOW_V_3_1_PLUS:
+        from airflow.api_fastapi.core_api.security import get_user
+
+        return get_user
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+    from fastapi import HTTPException, Request
+    from jwt import ExpiredSignatureError, InvalidTokenError
+
+    async def get_user(request: Request) -> Any:
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        token = credentials if scheme.lower() == "bearer" else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+        if not token:
+            raise HTTPException(401, "Not authenticated")
+        try:
+            return await get_auth_manager().get_user_from_token(token)
+        except ExpiredSignatureError:
+            raise HTTPException(401, "Token Expired") from None
+        except InvalidTokenError:
+            raise HTTPException(403, "Invalid JWT token") from None
+
+    # FastAPI reads annotations as this module's globals name them, and Request is imported here only.
+    get_user.__annotations__["request"] = Request
+    return get_user

@@ -45,6 +45,7 @@ from airflow_provider_runcomfy.exceptions import (
     RunComfyServerError,
     RunComfyTimeoutError,
 )
+from airflow_provider_runcomfy.io.inputs import without_query
 from airflow_provider_runcomfy.schemas import validate_inputs
 from airflow_provider_runcomfy.schemas.api import CancelResponse, RequestResult, RequestStatus, SubmitResponse
 from airflow_provider_runcomfy.version_compat import aget_connection, mask_secret
@@ -267,7 +268,7 @@ class RunComfyHook(BaseHook):
         :class:`RunComfyInvalidInputError` naming ``field`` and the URL without its query string; a timeout, 429 or
         5xx is retried as reads are.
         """
-        shown = _without_query(url)
+        shown = without_query(url)
         where = f"{field}: {shown}"
         _check_fetchable(where, url, allow_loopback_http)
         probe = self._retrying(Retrying, False)(lambda: self._probe(url, where, sniff=kind is not None))
@@ -768,12 +769,6 @@ def _an(kind: str) -> str:
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     """An explicit "no credentials": without it, requests would send a matching ~/.netrc entry."""
     return request
-
-
-def _without_query(url: str) -> str:
-    """The URL as it may be shown: a signed URL's query string is its signature."""
-    parts = urlsplit(url)
-    return parts._replace(query="", fragment="").geturl()
 
 
 def _check_fetchable(where: str, url: str, allow_loopback_http: bool) -> None:

@@ -55,6 +55,23 @@ def object_store_scheme(value: Any) -> str | None:
     return None if scheme in (None, "http", "https") else scheme
 
 
+def without_query(url: str) -> str:
+    """The URL as it may be shown: a signed URL's query string is its signature."""
+    parts = urlsplit(url)
+    return parts._replace(query="", fragment="").geturl()
+
+
+def shown_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs as they may be shown (the RunComfy page): every URL input without its query string."""
+
+    def shown(value: Any) -> Any:
+        if isinstance(value, list):
+            return [shown(item) for item in value]
+        return without_query(value) if isinstance(value, str) and "?" in value else value
+
+    return {name: shown(value) if is_url_input(name) else value for name, value in inputs.items()}
+
+
 def as_references(inputs: Any) -> Any:
     """The inputs with each URL input as text: an ``ObjectStoragePath`` as its URI (with its connection), the
     return value of an earlier RunComfy task as its one output (the stored copy if it has one, else RunComfy's URL).

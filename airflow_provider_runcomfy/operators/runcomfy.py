@@ -146,7 +146,8 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
             if self.output_dir:
                 check_destination(self.output_dir, self.output_name, map_index=context["ti"].map_index)
             try:
-                return self.execute_resumable(context)
+                with self.recording_outcome(context):
+                    return self.execute_resumable(context)
             except _EarlierRequestCancelled as cancelled:
                 # Clearing a deferred task starts the next try at once, while the old trigger's on_kill is still
                 # cancelling the queued job: the try can reattach to it and then see it cancelled. A cancelled
@@ -183,7 +184,7 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
                 "for a second one. Check your RunComfy requests before re-running the task."
             ) from error
         self.log.info("Submitted RunComfy request %s for model %s", request_id, self.model_id)
-        self._submitted = self._attach(context, request_id)
+        self._submitted = self._attach(context, request_id, how="submitted")
         return {"request_id": request_id, "inputs": self._fingerprint}
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
@@ -248,11 +249,12 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
         return self._outcome
 
     def execute_complete(self, context: Context, event: dict[str, Any], reattached: bool = False) -> dict[str, Any]:
-        result = RequestEvent.model_validate(event).outcome()
+        with self.recording_outcome(context):
+            result = RequestEvent.model_validate(event).outcome()
         if reattached and result.cancelled:
             self.log.warning("RunComfy request %s of an earlier try was cancelled", result.request_id)
             return self.execute(context)  # the store holds the cancelled request: the mixin submits afresh
-        with task_state(context):
+        with task_state(context), self.recording_outcome(context):
             return self.task_result(context, result, self.request_inputs())
 
     def on_kill(self) -> None:
@@ -260,10 +262,11 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
             answer = self.hook.cancel(self.request_id)
             self.log.info("Cancel of RunComfy request %s on kill: %s", self.request_id, answer.outcome)
 
-    def _attach(self, context: Context, request_id: str) -> str:
+    def _attach(self, context: Context, request_id: str, *, how: str = "reattached") -> str:
         if self.request_id != request_id:
             self.request_id = request_id
             context["ti"].xcom_push(key="request_id", value=request_id)
+            self.record_job(context, request_id, self._body, how=how)
         return request_id
 
 

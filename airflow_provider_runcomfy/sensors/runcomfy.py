@@ -70,6 +70,7 @@ class RunComfyRequestSensor(RunComfyTaskMixin, BaseSensorOperator):
         self.include_cost = include_cost
         self.cancel_on_kill = cancel_on_kill
         self.hook_params = check_hook_params(hook_params)
+        self._recorded = False  # the job record is pushed on the first poke of a try
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -90,7 +91,11 @@ class RunComfyRequestSensor(RunComfyTaskMixin, BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
         started = getattr(context.get("ti"), "start_date", None)
-        with _final_errors_fail():
+        if not self._recorded:  # what it watches, as the operators say what they run
+            context["ti"].xcom_push(key="request_id", value=self.request_id)
+            self.record_job(context, self.request_id, None, how="watched")
+            self._recorded = True
+        with _final_errors_fail(), self.recording_outcome(context):
             result = self.hook.poll_request(
                 self.request_id, include_cost=self.include_cost, waiting_since=started and started.timestamp()
             )
@@ -100,7 +105,7 @@ class RunComfyRequestSensor(RunComfyTaskMixin, BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         # BaseSensorOperator.resume_execution turns an error raised here into a skip when soft_fail is set.
-        with _final_errors_fail():
+        with _final_errors_fail(), self.recording_outcome(context):
             return self.task_result(context, RequestEvent.model_validate(event).outcome(), {})
 
     @contextlib.contextmanager

@@ -4,15 +4,18 @@ value of a finished request (outputs copied, Asset events filled in). The sensor
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import Asset, conf
 
-from airflow_provider_runcomfy.exceptions import RunComfyInvalidInputError
+from airflow_provider_runcomfy.exceptions import RunComfyError, RunComfyInvalidInputError, RunComfyJobError
+from airflow_provider_runcomfy.io.inputs import shown_inputs
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -24,6 +27,10 @@ if TYPE_CHECKING:
 #: The keyword arguments of ``RunComfyHook`` a task may set through ``hook_params`` (named here so that a DAG
 #: file does not import the HTTP clients to check them).
 HOOK_PARAMS = ("timeout", "max_retries", "retry_min_wait", "retry_max_wait")
+#: What the RunComfy page reads, beside ``request_id`` and the return value: the job a try submitted or reattached
+#: to (model, inputs as they may be shown, when), and how it ended when it did not succeed.
+JOB_XCOM_KEY = "runcomfy_job"
+OUTCOME_XCOM_KEY = "runcomfy_outcome"
 
 
 def check_hook_params(hook_params: dict[str, Any] | None) -> dict[str, Any]:
@@ -90,6 +97,30 @@ class RunComfyTaskMixin:
             hook_params=self.hook_params,
             deferral_id=deferral_id,
         )
+
+    def record_job(self, context: Context, request_id: str, inputs: dict[str, Any] | None, *, how: str) -> None:
+        """Say in XCom which job this try runs, and ``how``: ``submitted``, ``reattached`` (an earlier try's) or
+        ``watched`` (a sensor's)."""
+        job = {
+            "request_id": request_id,
+            "model_id": self.model_id,
+            "conn_id": self.runcomfy_conn_id,
+            "inputs": shown_inputs(inputs) if inputs is not None else None,
+            "how": how,
+            "at": datetime.now(UTC).isoformat(),
+        }
+        context["ti"].xcom_push(key=JOB_XCOM_KEY, value=job)
+
+    @contextlib.contextmanager
+    def recording_outcome(self, context: Context) -> Iterator[None]:
+        """Record in XCom how the job ended when the task fails for it (failed, cancelled, timed out, or an error
+        on the way), so that the RunComfy page can say why; the error goes on."""
+        try:
+            yield
+        except RunComfyError as error:
+            status = (error.status if isinstance(error, RunComfyJobError) else None) or "error"
+            context["ti"].xcom_push(key=OUTCOME_XCOM_KEY, value={"status": status, "error": error.message})
+            raise
 
     def time_left(self, context: Context, timeout: float) -> float:
         """``timeout``, or less when the task's ``execution_timeout`` (counted from the task's start) ends sooner.

@@ -8,6 +8,7 @@ and every test here errors: a missing database is a failure, never a skip.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -20,7 +21,7 @@ import pytest
 from airflow_provider_runcomfy.testing.dag_test import POOL
 from airflow_provider_runcomfy.version_compat import AIRFLOW_V_3_1_PLUS
 
-from .harness import AirflowDeployment, RunComfyControl
+from .harness import AirflowDeployment, RunComfyControl, wait_until
 from .report import DOCS, REGENERATE, SECTIONS, Report, write
 
 HERE = Path(__file__).parent
@@ -43,7 +44,14 @@ DAG_IDS = [
     *("crash_sigkill", "triggerer_restart", "user_kills", "scale_100", "bad_input", "bad_connection"),
     *EXAMPLE_DAG_IDS,
     "runcomfy_check_clip",
+    "ui_generations",
+    "ui_failure",
 ]
+# The UI tests' users: "alice" may read only ui_generations (tests/deployment/runcomfy_test_auth.py).
+USERS = {"admin": "admin", "alice": "viewer"}
+DAG_ACCESS = {"alice": ["ui_generations"]}
+MARKUP_PROMPT = "<script>alert(1)</script> & a lighthouse"  # one of ui_generations' prompts
+MARKUP_ERROR = "<b>refused</b> by moderation"  # the error RunComfy fails ui_failure's job with
 # Broken connections for the bad-input table; each points at the local server, so a request that should not
 # have been sent would be seen there.
 BROKEN_CONNECTIONS = {
@@ -133,13 +141,19 @@ def deployment(
         "AIRFLOW_VAR_RUNCOMFY_OUTPUT_DIR": f"s3://aws_moto@{OUTPUT_BUCKET}/outputs",
         "AIRFLOW_VAR_RUNCOMFY_FIRST_FRAME": "{server_url}/files/sample.png",
     }
+    access = {
+        "AIRFLOW__CORE__AUTH_MANAGER": "runcomfy_test_auth.DagAccessAuthManager",
+        "RUNCOMFY_TEST_DAG_ACCESS": json.dumps(DAG_ACCESS),
+    }
     deployment = AirflowDeployment(
         root,
         dags,
         token=TOKEN,
         parallelism=PARALLELISM,
         connections=BROKEN_CONNECTIONS,
-        extra_env=outputs,
+        extra_env={**outputs, **access},
+        users=USERS,
+        plugins=[HERE / "runcomfy_test_auth.py"],
         model_ids=["pixverse/pixverse/v5.5/text-to-video"],  # PixVerse only: another model meets a 400, as on RunComfy
     )
     deployment.start()
@@ -194,3 +208,18 @@ def server(deployment: AirflowDeployment, report: Report) -> Server:
     server = Server(deployment.runcomfy, report)
     server.reset()
     return server
+
+
+@pytest.fixture(scope="package")
+def ui_runs(deployment: AirflowDeployment, report: Report) -> dict[str, str]:
+    """One failed run (RunComfy fails its job with markup in the error), then one run of every other kind."""
+    server = Server(deployment.runcomfy, report)
+    server.reset()
+    error = {"code": "CONTENT_MODERATION", "message": MARKUP_ERROR}
+    server.control.outcomes({"outcome": "failed", "error": error})
+    runs = {"ui_failure": deployment.api.trigger("ui_failure")}
+    wait_until(lambda: server.submitted(), timeout=120, what="ui_failure's submit")
+    runs["ui_generations"] = deployment.api.trigger("ui_generations")
+    states = {dag_id: deployment.api.wait_run(dag_id, run_id) for dag_id, run_id in runs.items()}
+    assert states == {"ui_failure": "failed", "ui_generations": "success"}
+    return runs

@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -39,10 +40,16 @@ import requests
 
 from airflow_provider_runcomfy.testing.dag_test import POOL
 from airflow_provider_runcomfy.testing.ports import free_port
+from airflow_provider_runcomfy.version_compat import AIRFLOW_V_3_1_PLUS
 
+from .debian import ensure_chromium
 from .postgres import PrivateCluster, ensure_installed
 from .redis import PrivateRedis
 from .redis import ensure_installed as ensure_redis
+
+# Airflow 3.0 leaves uvicorn's worker health check at its 5 s default, shorter than an api-server worker takes to
+# start on a busy machine: the workers are killed and restarted without end. 3.1 sets it to the worker timeout.
+API_WORKERS = 2 if AIRFLOW_V_3_1_PLUS else 1
 
 EXECUTORS = {"local": "LocalExecutor", "celery": "airflow.providers.celery.executors.celery_executor.CeleryExecutor"}
 
@@ -204,14 +211,23 @@ class RunComfyControl:
 class AirflowApi:
     """The api-server's public REST API (``/api/v2``), authenticated as the simple auth manager's admin."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, url: str, credentials: tuple[str, str] | None = None) -> None:
+        self.url, self.credentials = url, credentials
         self.http = requests.Session()
 
     def login(self) -> None:
-        answer = requests.get(f"{self.url}/auth/token", timeout=30)
+        self.http.headers["Authorization"] = f"Bearer {self.token(*(self.credentials or ()))}"
+
+    def token(self, username: str | None = None, password: str | None = None) -> str:
+        """A JWT for the user (the simple auth manager's login), or the all-admins token when no user is named."""
+        if username is None:
+            answer = requests.get(f"{self.url}/auth/token", timeout=30)
+        else:
+            answer = requests.post(
+                f"{self.url}/auth/token", json={"username": username, "password": password}, timeout=30
+            )
         answer.raise_for_status()
-        self.http.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+        return answer.json()["access_token"]
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         for _ in range(2):  # a token can expire during a long session: log in again once
@@ -255,9 +271,17 @@ class AirflowApi:
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
         return self.request("PATCH", path, json={"new_state": state})
 
-    def clear(self, dag_id: str, run_id: str, task_ids: list[str]) -> Any:
-        """Clear task instances as a user does in the UI: they run again."""
-        body = {"dry_run": False, "dag_run_id": run_id, "task_ids": task_ids, "only_failed": False}
+    def clear(self, dag_id: str, run_id: str, task_ids: list[str], *, only_failed: bool = False) -> Any:
+        """Clear task instances (and, with ``only_failed``, only the failed ones and what they failed downstream)
+        as a user does in the UI: they run again."""
+        body: dict[str, Any] = {
+            "dry_run": False,
+            "dag_run_id": run_id,
+            "task_ids": task_ids,
+            "only_failed": only_failed,
+        }
+        if only_failed:
+            body["include_downstream"] = True
         return self.request("POST", f"/dags/{dag_id}/clearTaskInstances", json=body)
 
     def import_errors(self) -> list[dict[str, Any]]:
@@ -282,6 +306,11 @@ class AirflowDeployment:
         each points at the local server unless it names a ``host``.
     :param extra_env: More ``AIRFLOW__...`` settings, or variables the DAGs read; ``{server_url}`` in a value is
         the local RunComfy server's URL.
+    :param users: The simple auth manager's users, name to role (``admin``, ``op``, ``user``, ``viewer``), each
+        with a generated password (``passwords``); the first admin is the one ``api`` logs in as. Without users,
+        every caller is an admin (``simple_auth_manager_all_admins``).
+    :param plugins: Python files put in Airflow's plugins folder, which every component has on ``sys.path`` (e.g.
+        an auth manager that ``extra_env`` names: ``{"AIRFLOW__CORE__AUTH_MANAGER": "module.Class"}``).
     """
 
     def __init__(
@@ -300,6 +329,8 @@ class AirflowDeployment:
         triggerers: int = 1,
         celery_workers: int = 2,
         worker_concurrency: int = 2,
+        users: dict[str, str] | None = None,
+        plugins: Iterable[Path] = (),
     ) -> None:
         if executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {sorted(EXECUTORS)} (got {executor!r})")
@@ -314,6 +345,9 @@ class AirflowDeployment:
         self.model_ids = model_ids
         self.connections = {"runcomfy_default": {"password": self.token}, **(connections or {})}
         self.extra_env = extra_env or {}
+        self.users = dict(users or {})
+        self.passwords = {name: secrets.token_urlsafe(12) for name in self.users}
+        self.plugins = [Path(p) for p in plugins]
         self.executor, self.worker_concurrency = executor, worker_concurrency
         self.triggerers = ["triggerer"] if triggerers == 1 else [f"triggerer-{n}" for n in range(1, triggerers + 1)]
         self.workers = [f"worker-{n}" for n in range(1, celery_workers + 1)] if executor == "celery" else []
@@ -337,12 +371,18 @@ class AirflowDeployment:
                 self.redis.start()
             self.api_port, self.server_port = free_port(), free_port()
             self.env = self._environment()
+            (self.home / "plugins").mkdir(exist_ok=True)
+            for plugin in self.plugins:
+                shutil.copy(plugin, self.home / "plugins")
+            (self.home / "passwords.json").write_text(json.dumps(self.passwords))
             self._start_runcomfy_server()
             self.airflow("db", "migrate", timeout=timeout)
             for name in self.components:
                 self.services[name] = Service(name, self._command(name), self.component_logs / f"{name}.log")
                 self.services[name].start(self.env, self.root)
-            self.api = AirflowApi(f"http://127.0.0.1:{self.api_port}")
+            admin = next((name for name, role in self.users.items() if role == "admin"), None)
+            credentials = (admin, self.passwords[admin]) if admin else None
+            self.api = AirflowApi(f"http://127.0.0.1:{self.api_port}", credentials)
             wait_until(self._api_up, timeout=timeout, interval=1, what="the api-server")
             self.wait_for_jobs(("SchedulerJob", "TriggererJob", "DagProcessorJob"), timeout=timeout)
             wait_until(
@@ -414,19 +454,24 @@ class AirflowDeployment:
         }
         settings = {
             "AIRFLOW_HOME": str(self.home),
+            # The plugins folder, on sys.path from the start: Airflow 3.0's api-server workers import the auth
+            # manager before they add it themselves.
+            "PYTHONPATH": os.pathsep.join(p for p in (str(self.home / "plugins"), os.environ.get("PYTHONPATH")) if p),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": EXECUTORS[self.executor],
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "256",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": str(not self.users),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{n}:{r}" for n, r in self.users.items()),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.postgres.url(),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.api_port),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.api_port}",
-            "AIRFLOW__API__WORKERS": "2",
+            "AIRFLOW__API__WORKERS": str(API_WORKERS),
             "AIRFLOW__API__MAXIMUM_PAGE_LIMIT": "1000",
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
@@ -466,7 +511,8 @@ class AirflowDeployment:
     def _command(self, name: str) -> list[str]:
         airflow = str(Path(sys.executable).with_name("airflow"))
         if name == "api-server":
-            return [airflow, "api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "2"]
+            workers = str(API_WORKERS)
+            return [airflow, "api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", workers]
         if name == "scheduler" or name in self.triggerers:
             return [airflow, name.split("-")[0], "--skip-serve-logs"]
         if name in self.workers:  # each its own node name and PID file: they share one Airflow home
@@ -593,6 +639,17 @@ class AirflowDeployment:
                 errors.append(f"{detail.get('exc_type')}: {detail.get('exc_value')}")
         return errors
 
+    def raced_tasks(self, dag_id: str, run_id: str) -> set[str]:
+        """Tasks of the run that the scheduler failed because it handled the executor's report of a deferral only
+        after the trigger had resumed the task (apache/airflow #67287, seen on 3.1 to 3.3.2: "finished with state
+        success, but the task instance's state attribute is queued"): Airflow's race, not the task's failure."""
+        found = re.finditer(
+            rf"<TaskInstance: {re.escape(dag_id)}\.(\S+) {re.escape(run_id)}(?: map_index=\d+)? \[queued\][^>]*> "
+            r"finished with state success, but the task instance's state attribute is queued",
+            self.tail("scheduler", 10_000_000),
+        )
+        return {match.group(1) for match in found}
+
     def tail(self, name: str, chars: int = 4000) -> str:
         path = self.component_logs / f"{name}.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
@@ -609,7 +666,10 @@ class AirflowDeployment:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="A real Airflow deployment with the local RunComfy server.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("install-servers", help="install Debian's postgresql and redis-server if missing (root)")
+    commands.add_parser(
+        "install-servers",
+        help="install Debian's postgresql, redis-server, chromium and chromium-driver if missing (root)",
+    )
     up = commands.add_parser("up", help="start a deployment and keep it up until Ctrl-C")
     up.add_argument("--dags", type=Path, default=Path("example_dags"), help="the DAGs folder (default: %(default)s)")
     up.add_argument("--parallelism", type=int, default=4)
@@ -617,7 +677,8 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--triggerers", type=int, help="triggerer processes (default: 1; 2 with --executor celery)")
     args = parser.parse_args(argv)
     if args.command == "install-servers":
-        print(f"PostgreSQL server binaries: {ensure_installed()}; Redis: {ensure_redis()}")
+        chromium, _ = ensure_chromium()
+        print(f"PostgreSQL server binaries: {ensure_installed()}; Redis: {ensure_redis()}; Chromium: {chromium}")
         return
     root = Path(tempfile.mkdtemp(prefix="runcomfy-deployment-"))
     stop: list[int] = []

@@ -194,6 +194,11 @@ def _document(report: Report) -> list[str]:
         "",
         f"Jobs submitted: {examples['submits']}, one per generating task.",
         "",
+        "Tasks the scheduler failed in Airflow's executor-event race (apache/airflow #67287: a job that finished",
+        "within the scheduler's lag), cleared once as a user would; each reattached to its job (no second submit): "
+        + (", ".join(f"{dag}: {', '.join(tasks)}" for dag, tasks in examples.get("cleared", {}).items()) or "none")
+        + ".",
+        "",
         "## 7. Secrets",
         "",
         f"The connection's token is a distinctive string (`rcf-secret-<uuid>`); it authenticated "

@@ -371,7 +371,12 @@ def test_a_retry_whose_reattached_request_is_cancelled_under_it_submits_afresh(r
     assert result["request_id"] != cancelled
     assert runcomfy_connection.submits == 2  # the earlier try's, and one fresh
     assert store["request_id"]["request_id"] == result["request_id"]  # a later retry reattaches to the new one
-    assert ti.pushed == [("request_id", cancelled), ("request_id", result["request_id"])]
+    pushed = [(key, value["request_id"] if key == "runcomfy_job" else value) for key, value in ti.pushed]
+    assert pushed == [
+        *(("request_id", cancelled), ("runcomfy_job", cancelled)),
+        *(("request_id", result["request_id"]), ("runcomfy_job", result["request_id"])),
+    ]
+    assert [value["how"] for key, value in ti.pushed if key == "runcomfy_job"] == ["reattached", "submitted"]
 
 
 def test_a_request_this_try_submitted_and_someone_cancelled_fails_the_task(runcomfy_connection):

@@ -40,7 +40,8 @@ def test_a_poke_returns_what_the_operators_return(runcomfy_connection):
     request_id = submit()
     watcher = sensor(request_id)
     deadline = time.monotonic() + 30
-    while not (done := watcher.poke({})):  # the two lagging results are two pokes that say "not yet"
+    ti = _TaskInstance()
+    while not (done := watcher.poke({"ti": ti})):  # the two lagging results are two pokes that say "not yet"
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert done.xcom_value["request_id"] == request_id
@@ -48,15 +49,25 @@ def test_a_poke_returns_what_the_operators_return(runcomfy_connection):
     assert done.xcom_value["output_urls"][0].endswith(".mp4")
     assert sum(e["fault"] == "result_lag" for e in runcomfy_connection.log) == 2
     assert runcomfy_connection.submits == 1
+    # what it watches, in XCom once (as the operators say what they run): the RunComfy page reads it
+    assert [key for key, _ in ti.pushed] == ["request_id", "runcomfy_job"]
+    assert ti.pushed[1][1]["how"] == "watched" and ti.pushed[1][1]["request_id"] == request_id
+
+
+class _TaskInstance:
+    def __init__(self, start_date=None) -> None:
+        self.start_date, self.pushed = start_date, []
+
+    def xcom_push(self, key, value) -> None:
+        self.pushed.append((key, value))
 
 
 def test_a_poke_logs_the_queue_position_and_the_time_waited(runcomfy_connection, capfd):
     from datetime import datetime, timedelta
-    from types import SimpleNamespace
 
     runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
     request_id = submit()
-    ti = SimpleNamespace(start_date=datetime.now(UTC) - timedelta(seconds=42))
+    ti = _TaskInstance(start_date=datetime.now(UTC) - timedelta(seconds=42))
     assert sensor(request_id).poke({"ti": ti}) is False
     assert re.search(
         rf"RunComfy request {request_id} is in_queue \(queue position 0\) after 4\d\.\ds", capfd.readouterr().out
