@@ -29,7 +29,7 @@ BENCH = ROOT / "bench"
 RESULTS = BENCH / "RESULTS.md"
 PYTHON = sys.executable
 TOKEN = "test-token"
-SECTIONS = ("trigger_fanout", "download", "import_time")  # their order in RESULTS.md
+SECTIONS = ("trigger_fanout", "download", "import_time", "ui_page")  # their order in RESULTS.md
 
 _HEADER = """# Benchmarks
 

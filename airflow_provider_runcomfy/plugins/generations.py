@@ -120,14 +120,26 @@ def generations(
 
     if not readable_dag_ids:
         return Page([], 0, 0, 0.0, offset, limit)
+    # Every row starts from its ``request_id`` XCom (the anchor); the task instance and the other XCom rows are
+    # joined on unique keys (the task instance's, XCom's primary key), outer, so that PostgreSQL leaves out each
+    # join a query does not use: the count joins only what it sums, the page's sort reads the anchors alone
+    # unless a filter needs more, and the rows shown get their values after the offset and limit. (XCom's foreign
+    # key to its task instance makes the outer join to it an inner one.)
     anchor, job, outcome, result = (aliased(XComModel) for _ in range(4))
 
-    def same_ti(xcom: Any, key: str) -> Any:
+    def same_ti(model: Any, on: Any) -> Any:
         return and_(
-            xcom.dag_id == TI.dag_id,
-            xcom.run_id == TI.run_id,
-            xcom.task_id == TI.task_id,
-            xcom.map_index == TI.map_index,
+            model.dag_id == on.dag_id,
+            model.run_id == on.run_id,
+            model.task_id == on.task_id,
+            model.map_index == on.map_index,
+        )
+
+    def same_try(xcom: Any, key: str, on: Any) -> Any:
+        return and_(
+            xcom.dag_run_id == on.dag_run_id,
+            xcom.task_id == on.task_id,
+            xcom.map_index == on.map_index,
             xcom.key == key,
         )
 
@@ -141,15 +153,15 @@ def generations(
         "timed_out": and_(TI.state.in_(_FAILED_TI_STATES), outcome_status == "timed_out"),
         "active": or_(TI.state.in_(_ACTIVE_TI_STATES), TI.state.is_(None)),
     }
-    where = [TI.dag_id.in_(list(readable_dag_ids))]
+    where = [anchor.key == "request_id", anchor.dag_id.in_(list(readable_dag_ids))]
     if filters.dag_id:
-        where.append(TI.dag_id == filters.dag_id)
+        where.append(anchor.dag_id == filters.dag_id)
     if filters.run_id:
-        where.append(TI.run_id == filters.run_id)
+        where.append(anchor.run_id == filters.run_id)
     if filters.task_id:
-        where.append(TI.task_id == filters.task_id)
+        where.append(anchor.task_id == filters.task_id)
     if filters.map_index is not None:
-        where.append(TI.map_index == filters.map_index)
+        where.append(anchor.map_index == filters.map_index)
     if filters.state:
         where.append(state_of[filters.state])
     if filters.model_id:
@@ -159,12 +171,13 @@ def generations(
     if filters.until:
         where.append(anchor.timestamp < datetime.combine(filters.until + timedelta(days=1), time(), UTC))
 
+    # A state filter starts from the task instances in that state (their index): joined inner, they can lead.
     joined = (
-        select(TI)
-        .join(anchor, same_ti(anchor, "request_id"))
-        .outerjoin(job, same_ti(job, JOB_XCOM_KEY))
-        .outerjoin(outcome, same_ti(outcome, OUTCOME_XCOM_KEY))
-        .outerjoin(result, same_ti(result, "return_value"))
+        select(anchor)
+        .join(TI, same_ti(TI, anchor), isouter=not filters.state)
+        .outerjoin(job, same_try(job, JOB_XCOM_KEY, anchor))
+        .outerjoin(outcome, same_try(outcome, OUTCOME_XCOM_KEY, anchor))
+        .outerjoin(result, same_try(result, "return_value", anchor))
         .where(*where)
     )
     summary = joined.with_only_columns(
@@ -173,22 +186,46 @@ def generations(
         func.coalesce(func.sum(cast(result.value["cost"].as_string(), Float)), 0.0),
     )
     total, succeeded, spend = session.execute(summary).one()
-    page = joined.with_only_columns(
-        TI.dag_id,
-        TI.run_id,
-        TI.task_id,
-        TI.map_index,
-        TI.try_number,
-        TI.state,
-        TI.start_date,
-        TI.end_date,
-        anchor.value,
-        anchor.timestamp,
-        job.value,
-        outcome.value,
-        result.value,
-    ).order_by(anchor.timestamp.desc(), TI.map_index)
-    rows = [_row(*values) for values in session.execute(page.offset(offset).limit(limit))]
+    keys = (
+        joined.with_only_columns(
+            anchor.dag_run_id,
+            anchor.dag_id,
+            anchor.run_id,
+            anchor.task_id,
+            anchor.map_index,
+            anchor.value,
+            anchor.timestamp,
+        )
+        .order_by(anchor.timestamp.desc(), anchor.map_index)
+        .offset(offset)
+        .limit(limit)
+        .subquery()
+    )
+    shown_ti = aliased(TI)
+    shown_job, shown_outcome, shown_result = (aliased(XComModel) for _ in range(3))
+    page = (
+        select(
+            keys.c.dag_id,
+            keys.c.run_id,
+            keys.c.task_id,
+            keys.c.map_index,
+            shown_ti.try_number,
+            shown_ti.state,
+            shown_ti.start_date,
+            shown_ti.end_date,
+            keys.c.value,
+            keys.c.timestamp,
+            shown_job.value,
+            shown_outcome.value,
+            shown_result.value,
+        )
+        .join(shown_ti, same_ti(shown_ti, keys.c))
+        .outerjoin(shown_job, same_try(shown_job, JOB_XCOM_KEY, keys.c))
+        .outerjoin(shown_outcome, same_try(shown_outcome, OUTCOME_XCOM_KEY, keys.c))
+        .outerjoin(shown_result, same_try(shown_result, "return_value", keys.c))
+        .order_by(keys.c.timestamp.desc(), keys.c.map_index)
+    )
+    rows = [_row(*values) for values in session.execute(page)]
     _fill_watched_inputs(session, rows, readable_dag_ids)
     if live:
         _fill_live_states(rows)
