@@ -249,7 +249,7 @@ def _row(
 ) -> Generation:
     job, outcome, result = (v if isinstance(v, dict) else {} for v in (job, outcome, result))
     task_state = str(getattr(task_state, "value", task_state)) if task_state is not None else None
-    attached_at = _parse_time(job.get("at")) or attached or started
+    attached_at = attached or started  # when the try recorded its request: what the rows are sorted by
     finished_at = ended if task_state not in _ACTIVE_TI_STATES else None
     if task_state == "success":
         state, detail = ("submitted", None) if result.get("status") == "submitted" else ("succeeded", None)
@@ -307,13 +307,6 @@ def _preview(urls: list[str], output: Any) -> dict[str, str] | None:
     if path.endswith(_IMAGE) or keys & {"image", "images"}:
         return {"url": url, "kind": "image"}
     return None
-
-
-def _parse_time(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
 
 
 def _fill_watched_inputs(session: Session, rows: Iterable[Generation], readable_dag_ids: Collection[str]) -> None:

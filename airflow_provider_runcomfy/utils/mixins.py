@@ -107,7 +107,6 @@ class RunComfyTaskMixin:
             "conn_id": self.runcomfy_conn_id,
             "inputs": shown_inputs(inputs) if inputs is not None else None,
             "how": how,
-            "at": datetime.now(UTC).isoformat(),
         }
         context["ti"].xcom_push(key=JOB_XCOM_KEY, value=job)
 

@@ -145,8 +145,11 @@ def test_airflow_lists_the_page_and_the_task_tab(deployment):
     assert views["task_instance"]["href"].startswith("/runcomfy/task?dag_id={DAG_ID}&run_id={RUN_ID}")
 
 
-def test_a_waiting_task_shows_its_jobs_live_state(deployment, ui_runs, server):
-    server.reset(queue_seconds=600)  # the job waits in RunComfy's queue until released
+def test_a_waiting_task_shows_its_jobs_live_state(deployment, ui_runs):
+    # The job waits in RunComfy's queue until released. The server is not reset: the other runs' outputs stay
+    # there for the browser test to play.
+    server = deployment.runcomfy
+    server.clock(queue_seconds=600, run_seconds=0.5)
     admin = Caller(deployment, "admin")
     run_id = deployment.api.trigger("ui_failure")
     mine = {"dag_id": "ui_failure", "run_id": run_id}
@@ -155,7 +158,10 @@ def test_a_waiting_task_shows_its_jobs_live_state(deployment, ui_runs, server):
     [row] = admin.rows(**mine)["generations"]
     assert (row["state"], row["detail"], row["finished_at"]) == ("queued", "queue position 0", None)
     assert [r["request_id"] for r in admin.rows(**mine, state="active")["generations"]] == [row["request_id"]]
-    assert server.control.release() == 1
+    try:
+        assert server.release() == 1
+    finally:
+        server.clock(queue_seconds=0.5, run_seconds=0.5)
     assert deployment.api.wait_run(**mine) == "success"
     [row] = admin.rows(**mine)["generations"]
     assert (row["state"], row["how"]) == ("succeeded", "submitted")
