@@ -72,7 +72,7 @@ class AirflowSandbox:
     def airflow(
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 600
     ) -> subprocess.CompletedProcess:
-        command = [str(Path(sys.executable).with_name("airflow")), *args]
+        command = [sys.executable, "-m", "airflow_provider_runcomfy.testing.airflow_cli", *args]
         return subprocess.run(
             command, env=env or self.env(), capture_output=True, text=True, timeout=timeout, check=False
         )

@@ -37,21 +37,41 @@ def approver(deployment, dag_id: str, run_id: str, delay: float = 5.0):
     return approve
 
 
+def settle(deployment, runs: dict[str, str], timeout: float = 420) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Wait until every run has ended, acting as a user watching them: answer the review when it asks, and clear,
+    once, a task that Airflow's executor-event race failed (``raced_tasks``), with what it failed downstream (its
+    retry reattaches to its job). Returns each run's state and what was cleared.
+
+    One loop for all of it: a race that fails the review's upstream ``generate`` must be cleared before the review
+    can ever ask."""
+    review = "example_runcomfy_human_review"
+    approve = approver(deployment, review, runs[review]) if review in runs else None
+    cleared: dict[str, list[str]] = {}
+
+    def ended() -> dict[str, str] | None:
+        nonlocal approve
+        if approve is not None and approve():
+            approve = None
+        states = {dag_id: deployment.api.run_state(dag_id, run_id) for dag_id, run_id in runs.items()}
+        for dag_id, state in states.items():
+            raced = (
+                deployment.raced_tasks(dag_id, runs[dag_id]) - set(cleared.get(dag_id, ()))
+                if state == "failed"
+                else set()
+            )
+            if raced:
+                deployment.api.clear(dag_id, runs[dag_id], sorted(raced), only_failed=True)
+                cleared.setdefault(dag_id, []).extend(sorted(raced))
+                states[dag_id] = "cleared"
+        return states if all(state in ("success", "failed") for state in states.values()) else None
+
+    return wait_until(ended, timeout=timeout, interval=1, what="every example run to end"), cleared
+
+
 def test_every_example_succeeds_without_a_logical_date(deployment, server, report):
     server.reset(queue_seconds=0.5, run_seconds=0.5)
     runs = {dag_id: deployment.api.trigger(dag_id) for dag_id in EXAMPLE_DAG_IDS}  # logical_date: null
-    review = "example_runcomfy_human_review"
-    if review in runs:
-        wait_until(approver(deployment, review, runs[review]), timeout=300, what="the review")
-
-    states = {dag_id: deployment.api.wait_run(dag_id, run_id, timeout=300) for dag_id, run_id in runs.items()}
-    cleared = {}
-    for dag_id, run_id in runs.items():
-        raced = deployment.raced_tasks(dag_id, run_id) if states[dag_id] == "failed" else set()
-        if raced:  # a job that finished within the scheduler's lag; a user clears it, and the retry reattaches
-            deployment.api.clear(dag_id, run_id, sorted(raced), only_failed=True)
-            states[dag_id] = deployment.api.wait_run(dag_id, run_id, timeout=300)
-            cleared[dag_id] = sorted(raced)
+    states, cleared = settle(deployment, runs)
     checker = wait_until(
         lambda: [
             r
