@@ -57,8 +57,9 @@ async def aget_connection(conn_id: str) -> Any:
 
 
 async def deferral_is_current(ti: Any, key: str, deferral_id: str) -> bool | None:
-    """From a trigger's ``on_kill`` (Airflow 3.3+): whether the try that deferred with ``deferral_id`` is still
-    deferred, i.e. the trigger only moved to another triggerer; ``None`` when Airflow cannot be asked.
+    """From a trigger's ``on_kill`` (Airflow 3.3+) or ``cleanup`` (before): whether the try that deferred with
+    ``deferral_id`` is still deferred, i.e. the trigger only moved to another triggerer; ``None`` when Airflow cannot
+    be asked.
 
     The try pushed ``deferral_id`` to XCom ``key`` when it deferred. A new try (after a clear) starts with its XCom
     cleared, so a task deferred again by another try holds another id. The triggerer answers both queries.
@@ -76,7 +77,11 @@ async def deferral_is_current(ti: Any, key: str, deferral_id: str) -> bool | Non
         if str(getattr(state, "value", state)) != "deferred":  # marked, or cleared and not deferred again yet
             return False
         where = {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": ti.map_index}
-        return await XCom.aget_one(key=key, **where) == deferral_id
+        if hasattr(XCom, "aget_one"):
+            return await XCom.aget_one(key=key, **where) == deferral_id
+        from asgiref.sync import sync_to_async  # before 3.3: the sync call, in a thread, as for connections
+
+        return await sync_to_async(XCom.get_one)(key=key, **where) == deferral_id
     except Exception:  # no triggerer to ask (a trigger run on its own), or it failed: unknown
         return None
 

@@ -16,7 +16,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_runcomfy.exceptions import RunComfyError
 from airflow_provider_runcomfy.schemas.api import RequestEvent
-from airflow_provider_runcomfy.version_compat import deferral_is_current
+from airflow_provider_runcomfy.version_compat import AIRFLOW_V_3_3_PLUS, deferral_is_current
 
 #: The XCom a deferring try pushes its trigger's ``deferral_id`` to: ``on_kill`` tells a moved trigger by it.
 DEFERRAL_XCOM_KEY = "runcomfy_deferral"
@@ -60,6 +60,7 @@ class RunComfyRequestTrigger(BaseTrigger):
         self.cancel_on_kill = cancel_on_kill
         self.hook_params = hook_params or {}
         self.deferral_id = deferral_id
+        self._fired = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -94,6 +95,7 @@ class RunComfyRequestTrigger(BaseTrigger):
             event = RequestEvent.finished(result)
         except RunComfyError as error:
             event = RequestEvent.from_error(self.request_id, error)
+        self._fired = True
         yield TriggerEvent(event.to_payload())
 
     async def on_kill(self) -> None:
@@ -109,7 +111,18 @@ class RunComfyRequestTrigger(BaseTrigger):
             # line then goes to the triggerer's own log if Airflow has closed the trigger's).
             await asyncio.shield(asyncio.ensure_future(self._cancel_unless_moved()))
 
-    async def _cancel_unless_moved(self) -> None:
+    async def cleanup(self) -> None:
+        """Before Airflow 3.3, which calls no trigger ``on_kill``: the triggerer stops the trigger of a task that a
+        user marked or cleared and calls this, as it does when the trigger moves or the triggerer itself stops.
+
+        So the job is cancelled only when Airflow says the task no longer waits on this deferral; when Airflow
+        cannot be asked (a triggerer shutting down), it is left alone.
+        """
+        if not AIRFLOW_V_3_3_PLUS and self.cancel_on_kill and self.deferral_id and not self._fired:
+            await asyncio.shield(asyncio.ensure_future(self._cancel_unless_moved(when_unknown=False)))
+
+    async def _cancel_unless_moved(self, *, when_unknown: bool = True) -> None:
+        """Cancel unless the task is still deferred by this trigger's try; ``when_unknown``: if Airflow cannot say."""
         if self.deferral_id:
             current = await deferral_is_current(self.task_instance, DEFERRAL_XCOM_KEY, self.deferral_id)
             if current:
@@ -120,6 +133,11 @@ class RunComfyRequestTrigger(BaseTrigger):
                 )
                 return
             if current is None:
-                self.log.warning("Could not ask Airflow whether the task is still deferred: cancelling")
+                self.log.warning(
+                    "Could not ask Airflow whether the task is still deferred: %s",
+                    "cancelling" if when_unknown else f"RunComfy request {self.request_id} not cancelled",
+                )
+                if not when_unknown:
+                    return
         answer = await self._hook().acancel(self.request_id)
         self.log.info("Cancel of RunComfy request %s on kill: %s", self.request_id, answer.outcome or answer.status)

@@ -93,9 +93,6 @@ WANTED = {
 }
 
 
-# 30 tasks in one `dags test`: Airflow 3.2 builds its in-process execution API for every task (about 5 s of CPU
-# each), so this takes 4-5 min there on 2 idle cores, longer beside another CI lane.
-@pytest.mark.timeout(900)
 def test_every_mode_behaves_the_same_in_every_situation(sensor_sandbox, runcomfy_connection, capsys):
     hook, conf = RunComfyHook(), {}
     for mode in MODES:

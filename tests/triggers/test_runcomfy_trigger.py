@@ -135,14 +135,30 @@ async def test_on_kill_leaves_the_job_alone_when_told_to(runcomfy_connection):
 
 
 @pytest.mark.unit
-def test_airflow_runs_a_triggers_on_kill_from_3_3_as_the_readme_table_says():
-    # The README's "cancel on mark/clear of a deferred task" cell: before 3.3 the triggerer has no on_kill to call,
-    # so a marked or cleared deferred task leaves its queued job running.
+def test_airflow_runs_a_triggers_on_kill_from_3_3_and_its_cleanup_before():
+    # Which of the two cancels a marked or cleared deferred task's job: on_kill from 3.3; before, the triggerer has
+    # no on_kill to call, and cleanup (which it calls for every trigger it stops) does it.
     from airflow.triggers.base import BaseTrigger
 
     from airflow_provider_runcomfy.version_compat import AIRFLOW_V_3_3_PLUS
 
     assert hasattr(BaseTrigger, "on_kill") is AIRFLOW_V_3_3_PLUS
+    assert hasattr(BaseTrigger, "cleanup")
+
+
+def deferred_trigger(monkeypatch, current: bool | None, asked: list) -> RunComfyRequestTrigger:
+    """A trigger of a queued job, deferred with ``deferral_id`` ``d-1``; Airflow answers ``current`` when asked
+    whether that try is still deferred (``None``: it cannot be asked)."""
+    import airflow_provider_runcomfy.triggers.runcomfy as module
+
+    async def deferral_is_current(ti, key, deferral_id):
+        asked.append((ti, key, deferral_id))
+        return current
+
+    monkeypatch.setattr(module, "deferral_is_current", deferral_is_current)
+    trigger = trigger_for(submit(), deferral_id="d-1")
+    trigger.task_instance = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=-1)
+    return trigger
 
 
 @pytest.mark.parametrize(("current", "cancels"), [(True, 0), (False, 1), (None, 1)])
@@ -151,27 +167,48 @@ async def test_on_kill_leaves_the_job_alone_only_while_its_try_is_still_deferred
 ):
     # Airflow 3.3 calls on_kill for a trigger that merely moved to another triggerer too: its try is then still
     # deferred by it and the other triggerer watches the job. Marked, cleared or unknown: cancel.
-    import airflow_provider_runcomfy.triggers.runcomfy as module
-
-    asked = []
-
-    async def deferral_is_current(ti, key, deferral_id):
-        asked.append((ti, key, deferral_id))
-        return current
-
-    monkeypatch.setattr(module, "deferral_is_current", deferral_is_current)
     runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
-    trigger = trigger_for(submit(), deferral_id="d-1")
-    trigger.task_instance = ti = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=-1)
+    asked = []
+    trigger = deferred_trigger(monkeypatch, current, asked)
 
     await trigger.on_kill()
 
-    assert asked == [(ti, "runcomfy_deferral", "d-1")]
+    assert asked == [(trigger.task_instance, "runcomfy_deferral", "d-1")]
     assert runcomfy_connection.cancels == cancels
 
 
+@pytest.mark.parametrize(("current", "cancels_before_3_3"), [(True, 0), (False, 1), (None, 0)])
+async def test_cleanup_cancels_before_3_3_only_when_the_task_no_longer_waits(
+    runcomfy_connection, monkeypatch, current, cancels_before_3_3
+):
+    # Before 3.3 the triggerer stops the trigger of a marked or cleared task and calls cleanup, as it does for a
+    # trigger that moved and for every trigger when it stops itself (when Airflow cannot be asked): only "no longer
+    # deferred" cancels. From 3.3 on_kill does it, and cleanup cancels nothing.
+    from airflow_provider_runcomfy.version_compat import AIRFLOW_V_3_3_PLUS
+
+    runcomfy_connection.set_clock(queue_seconds=60, run_seconds=60)
+    asked = []
+    trigger = deferred_trigger(monkeypatch, current, asked)
+
+    await trigger.cleanup()
+
+    assert runcomfy_connection.cancels == (0 if AIRFLOW_V_3_3_PLUS else cancels_before_3_3)
+    assert len(asked) == (0 if AIRFLOW_V_3_3_PLUS else 1)
+
+
+async def test_cleanup_after_the_event_cancels_nothing(runcomfy_connection, monkeypatch):
+    # A trigger that fired is cleaned up too, while its task, resumed, is no longer deferred: its job has ended.
+    runcomfy_connection.set_clock(queue_seconds=0, run_seconds=0.1)
+    asked = []
+    trigger = deferred_trigger(monkeypatch, False, asked)
+    assert (await asyncio.wait_for(first_event(trigger), timeout=30))["status"] == "succeeded"
+
+    await trigger.cleanup()
+
+    assert (runcomfy_connection.cancels, asked) == (0, [])
+
+
 @pytest.mark.unit
-@pytest.mark.requires_airflow("3.3", reason="before 3.3 no trigger on_kill runs, so nothing asks")
 @pytest.mark.parametrize(
     ("map_index", "states", "stored", "expected"),
     [
@@ -190,8 +227,11 @@ async def test_a_deferral_is_current_while_its_try_is_deferred_with_its_id(
 
     sent = []
 
-    class Supervisor:  # answers as the triggerer does
+    class Supervisor:  # answers as the triggerer does; before 3.3 the XCom is read with the sync call
         async def asend(self, msg):
+            return self.send(msg)
+
+        def send(self, msg):
             sent.append(msg)
             if isinstance(msg, comms.GetTaskStates):
                 return comms.TaskStatesResult(task_states=states)
