@@ -35,6 +35,7 @@ from airflow_provider_runcomfy.version_compat import ResumableJobMixin, task_sta
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
+ESTIMATE_XCOM_KEY = "estimated_cost"  # the catalog's estimate of the job's price, pushed before the submit
 _GONE = "expired"  # a stored request that RunComfy no longer knows: submit afresh
 _STALE = "inputs_changed"  # a stored request made from other inputs (the DAG changed, then was cleared): submit afresh
 
@@ -163,6 +164,8 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
             if self.output_dir:
                 check_destination(self.output_dir, self.output_name, map_index=context["ti"].map_index)
             self._check_with_catalog()
+            if self.estimated_cost is not None:  # in XCom before paying; and the way across a deferral (below)
+                context["ti"].xcom_push(key=ESTIMATE_XCOM_KEY, value=self.estimated_cost)
             try:
                 with self.recording_outcome(context):
                     return self.execute_resumable(context)
@@ -301,7 +304,8 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
         reattached: bool = False,
         estimated_cost: float | None = None,
     ) -> dict[str, Any]:
-        self.estimated_cost = estimated_cost
+        # The defer kwargs carry it in a deployment; `airflow dags test` resumes with the event alone (Airflow 3.3).
+        self.estimated_cost = estimated_cost if estimated_cost is not None else _pushed_estimate(context, self.task_id)
         with self.recording_outcome(context):
             result = RequestEvent.model_validate(event).outcome()
         if reattached and result.cancelled:
@@ -448,6 +452,12 @@ class RunComfyDownloadOperator(RunComfyTaskMixin, BaseOperator):
                 request_id=result.request_id,
             )
         return self.task_result(context, result, {})
+
+
+def _pushed_estimate(context: Context, task_id: str) -> float | None:
+    ti = context["ti"]
+    pull = getattr(ti, "xcom_pull", None)
+    return pull(task_ids=task_id, key=ESTIMATE_XCOM_KEY, map_indexes=ti.map_index) if pull else None
 
 
 def _check_output_name(template: Any) -> None:

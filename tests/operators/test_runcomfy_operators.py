@@ -373,6 +373,7 @@ def test_a_retry_whose_reattached_request_is_cancelled_under_it_submits_afresh(r
     assert store["request_id"]["request_id"] == result["request_id"]  # a later retry reattaches to the new one
     pushed = [(key, value["request_id"] if key == "runcomfy_job" else value) for key, value in ti.pushed]
     assert pushed == [
+        ("estimated_cost", 0.3),  # the catalog's price of the job, before anything is paid
         *(("request_id", cancelled), ("runcomfy_job", cancelled)),
         *(("request_id", result["request_id"]), ("runcomfy_job", result["request_id"])),
     ]
