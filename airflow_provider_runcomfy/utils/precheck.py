@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 #: ``max_cost_usd`` or ``check_balance`` needs one).
 CATALOG_CHECKS = ("warn", "fail", "off")
 
+#: Why an estimate is unknown when the catalog could not be read: a retry may read it, unlike a price with no rule.
+UNREADABLE = "RunComfy's catalog could not be read"
 # (API base URL, model id) -> the catalog's entry, or None for a model it does not list. Failures are not kept.
 _models: dict[tuple[str, str], CatalogModel | None] = {}
 
@@ -70,7 +72,7 @@ def estimate_before_submit(
             error,
             model_id,
         )
-        return None, f"RunComfy's catalog could not be read ({error.message})"
+        return None, f"{UNREADABLE} ({error.message})"
     if model is None:
         if catalog_check == "fail":
             refusal = f"model_id {model_id!r} is not in RunComfy's catalog (catalog_check='fail')"
@@ -105,7 +107,7 @@ def check_spending(
             refusal = f"{job} has no price estimate ({unknown_because}), so max_cost_usd={max_cost_usd:g} cannot be "
             refusal += "enforced: not submitted"
             # A catalog that could not be read may answer on a retry; a price with no fixed rule will not change.
-            kind = RunComfyError if "could not be read" in unknown_because else RunComfyInvalidInputError
+            kind = RunComfyError if unknown_because.startswith(UNREADABLE) else RunComfyInvalidInputError
             raise kind(refusal)
         if estimate > max_cost_usd:
             raise RunComfyInvalidInputError(
