@@ -53,6 +53,17 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "runcomfy",
                 "hook-class-name": "airflow_provider_runcomfy.hooks.runcomfy.RunComfyHook",
                 "hook-name": "RunComfy",
+                # Airflow 3.2+ shows these under the form's extra fields; older minors read the extra JSON alone.
+                "conn-fields": {
+                    "balance_url": {
+                        "label": "Balance URL",
+                        "description": (
+                            "The account balance endpoint, read by check_balance=True (RunComfy serves it on "
+                            "another host than the Model API). Leave empty for https://api.runcomfy.net/prod/v2/balance"
+                        ),
+                        "schema": {"type": ["string", "null"]},
+                    }
+                },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "login", "port", "extra"],
                     "relabeling": {"password": "API Token", "host": "Base URL"},

@@ -54,3 +54,12 @@ def test_the_connection_form_the_api_server_serves():
     assert (fields.password.title, fields.password.hidden) == ("API Token", False)
     assert (fields.host.title, fields.host.hidden) == ("Base URL", False)
     assert fields.login.hidden and fields.port.hidden and fields.url_schema.hidden
+
+
+@pytest.mark.requires_airflow("3.2", reason="before 3.2 Airflow reads no conn-fields from the provider info")
+def test_the_connection_form_has_the_balance_url():
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    [form] = [meta for meta in HookMetaService.hook_meta_data() if meta.connection_type == "runcomfy"]
+    [field] = [f for name, f in form.extra_fields.items() if name.endswith("balance_url")]
+    assert field["schema"]["title"] == "Balance URL" and "api.runcomfy.net" in field["description"]

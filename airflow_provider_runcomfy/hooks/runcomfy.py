@@ -46,8 +46,9 @@ from airflow_provider_runcomfy.exceptions import (
     RunComfyTimeoutError,
 )
 from airflow_provider_runcomfy.io.inputs import without_query
-from airflow_provider_runcomfy.schemas import validate_inputs
+from airflow_provider_runcomfy.schemas import check_model_id, validate_inputs
 from airflow_provider_runcomfy.schemas.api import CancelResponse, RequestResult, RequestStatus, SubmitResponse
+from airflow_provider_runcomfy.schemas.catalog import Balance, CatalogModel, ModelPage
 from airflow_provider_runcomfy.version_compat import aget_connection, mask_secret
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
 Answer = TypeVar("Answer", bound=BaseModel)
 
 DEFAULT_BASE_URL = "https://model-api.runcomfy.net"
+#: The balance lives on another host than the Model API; the connection's extra ``balance_url`` overrides it.
+DEFAULT_BALANCE_URL = "https://api.runcomfy.net/prod/v2/balance"
 USER_AGENT = f"airflow-provider-runcomfy/{__version__}"
 OUTPUT_CHUNK_BYTES = 4 << 20  # what a download holds in memory at once (twice, while the previous is hashed)
 # A request id no job can have: asking for its status is authenticated and costs nothing.
@@ -99,7 +102,8 @@ _lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio
 class RunComfyHook(BaseHook):
     """Submit, watch, read and cancel RunComfy requests.
 
-    :param runcomfy_conn_id: Connection of type ``runcomfy``: password = API token, host = optional base URL.
+    :param runcomfy_conn_id: Connection of type ``runcomfy``: password = API token, host = optional base URL,
+        extra ``balance_url`` = optional URL of the balance endpoint.
     :param timeout: Seconds to wait for an answer to one HTTP call (connecting is capped at 10 s).
     :param max_retries: Retries of a read after a transient failure (and of a submit that never left).
     :param retry_min_wait: First backoff in seconds; it doubles (with jitter) up to ``retry_max_wait``.
@@ -127,6 +131,7 @@ class RunComfyHook(BaseHook):
         self.retry_min_wait = retry_min_wait
         self.retry_max_wait = retry_max_wait
         self._credentials: tuple[str, str] | None = None
+        self._balance_url = DEFAULT_BALANCE_URL
         self._secrets: set[str] = set()  # signed input URLs (and their query strings): redacted like the token
 
     @classmethod
@@ -177,6 +182,14 @@ class RunComfyHook(BaseHook):
                 f"Connection {self.runcomfy_conn_id!r} has an invalid base URL {base_url!r}: "
                 "expected http(s)://host[:port], e.g. https://model-api.runcomfy.net"
             )
+        extra = _extra(conn)
+        balance_url = str(extra.get("balance_url") or extra.get("extra__runcomfy__balance_url") or "").strip()
+        if balance_url and urlsplit(balance_url).scheme not in ("http", "https"):
+            raise RunComfyInvalidInputError(
+                f"Connection {self.runcomfy_conn_id!r} has an invalid balance_url {balance_url!r}: expected "
+                f"http(s)://host/path, e.g. {DEFAULT_BALANCE_URL}"
+            )
+        self._balance_url = balance_url or DEFAULT_BALANCE_URL
         self._credentials = (base_url, token)
         return self._credentials
 
@@ -213,6 +226,38 @@ class RunComfyHook(BaseHook):
         """Cancel a queued job. A running job cannot be cancelled: ``outcome`` says ``not_cancellable``."""
         path = f"{_request_path(request_id)}/cancel"
         return self._call("POST", path, CancelResponse, request_id=request_id)
+
+    # -- catalog, prices, balance (undocumented endpoints that RunComfy's own CLI and MCP server use) -------------
+
+    def list_models(
+        self,
+        search: str | None = None,
+        category: str | None = None,
+        *,
+        include_schema: bool = False,
+        page_size: int = 50,
+    ) -> Iterator[CatalogModel]:
+        """The catalog's models matching ``search`` and ``category``, fetched page by page as they are consumed."""
+        offset = 0
+        while True:
+            params = {"search": search, "category": category, "limit": page_size, "offset": offset}
+            params = {name: value for name, value in params.items() if value not in (None, "")}
+            params["include_schema"] = "true" if include_schema else "false"
+            page = self._call("GET", "/v1/models", ModelPage, params=params)
+            yield from page.models
+            offset += len(page.models)
+            if len(page.models) < page_size or (page.total is not None and offset >= page.total):
+                return
+
+    def get_model(self, model_id: str) -> CatalogModel:
+        """One catalog model with its input schema and price; :class:`RunComfyNotFoundError` when not listed."""
+        path = f"/v1/models/{check_model_id(model_id)}"
+        return self._call("GET", path, CatalogModel, params={"include_schema": "true"})
+
+    def get_balance(self) -> Balance:
+        """What the account can still spend (USD), from the balance endpoint (another host, the same token)."""
+        self._get_credentials()  # reads the connection, hence its balance_url
+        return self._call("GET", self._balance_url, Balance)
 
     @contextmanager
     def open_output(self, url: str, *, allow_loopback_http: bool = False) -> Iterator[OutputStream]:
@@ -412,7 +457,7 @@ class RunComfyHook(BaseHook):
             try:
                 response = self._session.request(
                     method,
-                    base_url + path,
+                    path if "://" in path else base_url + path,  # the balance is on another host
                     headers={"Authorization": f"Bearer {token}"},
                     timeout=(min(10.0, self.timeout), self.timeout),
                     **kwargs,

@@ -20,7 +20,7 @@ from airflow_provider_runcomfy.exceptions import RunComfyConnectionError, RunCom
 from airflow_provider_runcomfy.io.inputs import as_references, prepare_inputs
 from airflow_provider_runcomfy.io.storage import DEFAULT_MAX_BYTES, DEFAULT_NAME, check_destination, check_name
 from airflow_provider_runcomfy.links.runcomfy import RunComfyOutputLink
-from airflow_provider_runcomfy.schemas import validate_inputs
+from airflow_provider_runcomfy.schemas import MODEL_INPUTS, validate_inputs
 from airflow_provider_runcomfy.schemas.api import FINISHED_RESULT_STATUSES, RequestEvent, RequestResult
 from airflow_provider_runcomfy.schemas.pixverse import (
     IMAGE_TO_VIDEO,
@@ -29,11 +29,13 @@ from airflow_provider_runcomfy.schemas.pixverse import (
     PixVerseTextToVideoInput,
 )
 from airflow_provider_runcomfy.utils.mixins import RunComfyTaskMixin, check_hook_params
+from airflow_provider_runcomfy.utils.precheck import check_settings
 from airflow_provider_runcomfy.version_compat import ResumableJobMixin, task_state
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
+ESTIMATE_XCOM_KEY = "estimated_cost"  # the catalog's estimate of the job's price, pushed before the submit
 _GONE = "expired"  # a stored request that RunComfy no longer knows: submit afresh
 _STALE = "inputs_changed"  # a stored request made from other inputs (the DAG changed, then was cleared): submit afresh
 
@@ -74,6 +76,14 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
         accept inputs there; default: ``[runcomfy] allow_loopback_http``. Anything else is fetched over https only.
     :param hook_params: Keyword arguments of :class:`RunComfyHook` for the worker and the trigger: ``timeout``
         (of one HTTP call), ``max_retries``, ``retry_min_wait``, ``retry_max_wait``.
+    :param catalog_check: Before the submit, read the model from RunComfy's catalog (once per process) to check
+        the inputs of a model without a typed input model against its schema, and to estimate the price:
+        ``"warn"`` (default) submits unchecked with one warning when the catalog cannot be read; ``"fail"``
+        refuses then, and refuses a model the catalog does not list; ``"off"`` skips the schema check.
+    :param max_cost_usd: Refuse to submit a job whose estimated price is over this (USD), or cannot be estimated
+        (a price with no fixed rule, a catalog that cannot be read). The estimate is returned as ``estimated_cost``.
+    :param check_balance: Refuse to submit when the account's balance is below the estimate (one more call, to
+        the connection's ``balance_url``).
     """
 
     template_fields: Sequence[str] = ("model_id", "inputs", "output_dir", "output_name")
@@ -101,10 +111,18 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
         max_input_bytes: dict[str, int] | None = None,
         allow_loopback_http: bool | None = None,
         hook_params: dict[str, Any] | None = None,
+        catalog_check: str = "warn",
+        max_cost_usd: float | None = None,
+        check_balance: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.hook_params = check_hook_params(hook_params)
+        check_settings(catalog_check, max_cost_usd)
+        self.catalog_check = catalog_check
+        self.max_cost_usd = max_cost_usd
+        self.check_balance = check_balance
+        self._unpriced = ""  # why the estimate is unknown, when it is
         self.check_inputs = check_inputs
         self.max_input_bytes = dict(max_input_bytes or {})
         self.output_dir = output_dir
@@ -145,6 +163,9 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
             self._body = validate_inputs(self.model_id, as_references(self.request_inputs()))
             if self.output_dir:
                 check_destination(self.output_dir, self.output_name, map_index=context["ti"].map_index)
+            self._check_with_catalog()
+            if self.estimated_cost is not None:  # in XCom before paying; and the way across a deferral (below)
+                context["ti"].xcom_push(key=ESTIMATE_XCOM_KEY, value=self.estimated_cost)
             try:
                 with self.recording_outcome(context):
                     return self.execute_resumable(context)
@@ -156,6 +177,19 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
                 self._final = None
                 return self.execute_resumable(context)
 
+    def _check_with_catalog(self) -> None:
+        """Check the inputs against the model's catalog schema and estimate the job's price (before any submit)."""
+        from airflow_provider_runcomfy.utils.precheck import estimate_before_submit
+
+        if self.catalog_check == "off" and self.max_cost_usd is None and not self.check_balance:
+            self.estimated_cost, self._unpriced = None, "catalog_check='off'"
+            return
+        # A model with a typed input model (PixVerse) was checked by it already, more strictly than its schema.
+        validate = self.model_id not in MODEL_INPUTS
+        self.estimated_cost, self._unpriced = estimate_before_submit(
+            self.hook, self.model_id, self._body, catalog_check=self.catalog_check, validate=validate, log=self.log
+        )
+
     @property
     def _fingerprint(self) -> str:
         """Names the model and inputs of a request, so a retry reattaches only to a request made from them."""
@@ -165,6 +199,17 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
     # -- ResumableJobMixin: how to submit, reattach and wait. The stored id is {request_id, inputs}. -------------
 
     def submit_job(self, context: Context) -> dict[str, str]:
+        from airflow_provider_runcomfy.utils.precheck import check_spending
+
+        check_spending(
+            self.hook,
+            self.model_id,
+            self.estimated_cost,
+            self._unpriced,
+            max_cost_usd=self.max_cost_usd,
+            check_balance=self.check_balance,
+            log=self.log,
+        )
         body = prepare_inputs(
             self.hook,
             self._body,
@@ -230,8 +275,10 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
                         cancel_on_timeout=True,
                         cancel_on_kill=self.cancel_on_kill,
                     )
-                    reattached = {"reattached": True} if request_id != self._submitted else None
-                    self.defer(trigger=trigger, method_name="execute_complete", kwargs=reattached)
+                    kwargs: dict[str, Any] = {"estimated_cost": self.estimated_cost}  # the resumed task has no other
+                    if request_id != self._submitted:
+                        kwargs["reattached"] = True
+                    self.defer(trigger=trigger, method_name="execute_complete", kwargs=kwargs)
         # ResumableJobMixin returns this value when it reattaches to a running job (it asks get_job_result
         # only after a fresh submit), so both paths must yield the task's result.
         return self.get_job_result(external_id, context)
@@ -241,6 +288,8 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
             request_id = self._attach(context, external_id["request_id"])
             if not self.wait_for_completion:
                 self._outcome = {"request_id": request_id, "model_id": self.model_id, "status": "submitted"}
+                if self.estimated_cost is not None:
+                    self._outcome["estimated_cost"] = self.estimated_cost
             else:
                 result = self._final or self.hook.get_result(request_id, include_cost=self.include_cost)
                 if result.cancelled and request_id != self._submitted:
@@ -248,7 +297,15 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
                 self._outcome = self.task_result(context, result, self.request_inputs())
         return self._outcome
 
-    def execute_complete(self, context: Context, event: dict[str, Any], reattached: bool = False) -> dict[str, Any]:
+    def execute_complete(
+        self,
+        context: Context,
+        event: dict[str, Any],
+        reattached: bool = False,
+        estimated_cost: float | None = None,
+    ) -> dict[str, Any]:
+        # The defer kwargs carry it in a deployment; `airflow dags test` resumes with the event alone (Airflow 3.3).
+        self.estimated_cost = estimated_cost if estimated_cost is not None else _pushed_estimate(context, self.task_id)
         with self.recording_outcome(context):
             result = RequestEvent.model_validate(event).outcome()
         if reattached and result.cancelled:
@@ -395,6 +452,12 @@ class RunComfyDownloadOperator(RunComfyTaskMixin, BaseOperator):
                 request_id=result.request_id,
             )
         return self.task_result(context, result, {})
+
+
+def _pushed_estimate(context: Context, task_id: str) -> float | None:
+    ti = context["ti"]
+    pull = getattr(ti, "xcom_pull", None)
+    return pull(task_ids=task_id, key=ESTIMATE_XCOM_KEY, map_indexes=ti.map_index) if pull else None
 
 
 def _check_output_name(template: Any) -> None:

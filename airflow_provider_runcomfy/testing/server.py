@@ -40,6 +40,7 @@ from starlette.routing import Route
 from airflow_provider_runcomfy.exceptions import RunComfyInvalidInputError
 from airflow_provider_runcomfy.io.inputs import is_url_input
 from airflow_provider_runcomfy.schemas import MODEL_INPUTS, check_model_id, describe_errors, validate_inputs
+from airflow_provider_runcomfy.testing import catalog
 
 SAMPLE_MP4 = Path(__file__).with_name("sample.mp4")
 SAMPLE_BYTES = SAMPLE_MP4.read_bytes()  # what every succeeded job's output.mp4 serves
@@ -56,10 +57,11 @@ class LocalTextToImageInput(BaseModel):
 
     prompt: str = Field(min_length=1)
     seed: int = 0
+    num_images: int = Field(1, ge=1, le=4)  # each image is paid: the catalog prices this model per output
 
 
 LOCAL_MODELS: dict[str, type[BaseModel]] = {LOCAL_TEXT_TO_IMAGE: LocalTextToImageInput}
-CALLS = ("submit", "status", "result", "cancel", "file", "any")
+CALLS = ("submit", "status", "result", "cancel", "file", "catalog", "balance", "any")
 FAULTS = ("400", "422", "429", "500", "502", "503", "drop", "slow", "http200_error")
 # A failed job's status says `completed`, as RunComfy's does; only the result call says `failed`.
 OUTCOMES = ("succeeded", "failed")
@@ -125,8 +127,9 @@ class State:
         self, tokens: Iterable[str], queue_seconds: float, run_seconds: float, model_ids: Iterable[str] | None
     ):
         self.tokens = list(tokens)
-        # None: any well-formed model id is served; otherwise only these, the PixVerse and the local test models.
-        self.model_ids = None if model_ids is None else set(MODEL_INPUTS) | set(LOCAL_MODELS) | set(model_ids)
+        # None: any well-formed model id is served; otherwise only these and the catalog's (PixVerse, local tests).
+        known = set(MODEL_INPUTS) | set(LOCAL_MODELS) | set(catalog.catalog_models())
+        self.model_ids = None if model_ids is None else known | set(model_ids)
         self.fetch_inputs = False  # fetch every URL input at submit, as RunComfy does (set_fetch_inputs)
         self.default_clock = {"queue_seconds": queue_seconds, "run_seconds": run_seconds}
         self.lock = threading.Lock()
@@ -136,6 +139,8 @@ class State:
         """Forget jobs, rules, log and counters, and restore the clock the server was created with."""
         with self.lock:
             self.clock = dict(self.default_clock)
+            self.catalog_available = True  # False: the catalog answers 503 (set_catalog_available)
+            self.balance_usd = 10.0  # what the balance endpoint answers (set_balance)
             self.jobs: dict[str, Job] = {}
             self.faults: list[dict[str, Any]] = []
             self.outcomes: list[dict[str, Any]] = []
@@ -334,6 +339,8 @@ def create_app(state: State) -> Starlette:
             return _error(400, 400000, "InvalidInput", f"Invalid inputs for {model_id}: {problems}")
         except (ValueError, RunComfyInvalidInputError) as error:
             return _error(400, 400000, "InvalidInput", getattr(error, "message", "the body is not JSON"))
+        if problems := catalog.schema_errors(model_id, entry["body"]):  # a catalog model: its schema decides
+            return _error(422, 422000, "InvalidInput", f"Invalid inputs for {model_id}: {'; '.join(problems)}")
         unfetchable = None
         if state.fetch_inputs:
             entry["fetched"] = await asyncio.to_thread(_fetch_inputs, entry["body"])
@@ -350,7 +357,7 @@ def create_app(state: State) -> Starlette:
             outcome = "failed"
             error = {"code": "INPUT_FETCH_FAILED", "message": f"{unfetchable['field']} could not be fetched: {why}"}
         if output is None and model_id in LOCAL_MODELS:
-            output = {"images": ["{base}/files/{request_id}/output.png"]}
+            output = {"images": ["{base}/files/{request_id}/output.png"] * int(entry["body"].get("num_images", 1))}
         job = Job(str(uuid.uuid4()), model_id, owner, **clock, outcome=outcome, error=error)
         job.output, job.cost, job.result_lag = output, float(rule.get("cost", job.cost)), int(rule.get("result_lag", 0))
         if "queue_polls" in rule:
@@ -424,6 +431,14 @@ def create_app(state: State) -> Starlette:
         size, seed = request.path_params["size"], int(request.query_params.get("seed", 0))
         return Stream(synthetic_chunks(size, seed), size, "application/octet-stream")
 
+    async def catalog_call(request: Request, owner: int, entry: dict[str, Any]) -> Response:
+        if not state.catalog_available:
+            return HTMLResponse("<html><body><h1>503 Service Unavailable</h1></body></html>", 503)
+        return await (catalog.get_model if "model_id" in request.path_params else catalog.list_models)(request)
+
+    async def balance(request: Request, owner: int, entry: dict[str, Any]) -> Response:
+        return JSONResponse(catalog.balance_body(state.balance_usd))
+
     async def control(request: Request) -> Response:
         action = request.path_params["action"]
         try:
@@ -443,6 +458,10 @@ def create_app(state: State) -> Starlette:
                 return JSONResponse({"released": state.release()})
             elif action == "fetch_inputs":
                 state.fetch_inputs = bool(body.get("enabled", True))
+            elif action == "catalog":
+                state.catalog_available = bool(body.get("available", True))
+            elif action == "balance":
+                state.balance_usd = float(body["balance_usd"])
             else:
                 return JSONResponse({"error": f"unknown control action {action!r}"}, 404)
         except (ValueError, TypeError, AttributeError, KeyError) as error:
@@ -451,7 +470,10 @@ def create_app(state: State) -> Starlette:
 
     return Starlette(
         routes=[
+            Route("/v1/models", api("catalog", catalog_call), methods=["GET"]),
+            Route("/v1/models/{model_id:path}", api("catalog", catalog_call), methods=["GET"]),
             Route("/v1/models/{model_id:path}", api("submit", submit), methods=["POST"]),
+            Route(catalog.BALANCE_PATH, api("balance", balance), methods=["GET"]),
             Route("/v1/requests/{request_id}/status", api("status", status), methods=["GET"]),
             Route("/v1/requests/{request_id}/result", api("result", result), methods=["GET"]),
             Route("/v1/requests/{request_id}/cancel", api("cancel", cancel), methods=["POST"]),
@@ -567,6 +589,14 @@ class RunComfyTestServer:
         the submit lists what each fetch answered under ``fetched``."""
         self.state.fetch_inputs = enabled
 
+    def set_catalog_available(self, available: bool = True) -> None:
+        """``False``: every catalog call answers 503 (a gateway's HTML page), as when the catalog is down."""
+        self.state.catalog_available = available
+
+    def set_balance(self, balance_usd: float) -> None:
+        """What the balance endpoint (``/prod/v2/balance``) answers from now on; 10 USD by default."""
+        self.state.balance_usd = float(balance_usd)
+
     def release(self) -> int:
         """Start every queued job now; see ``State.release``."""
         return self.state.release()
@@ -586,7 +616,9 @@ class RunComfyTestServer:
 
     def connection_json(self) -> str:
         """The value of ``AIRFLOW_CONN_RUNCOMFY_DEFAULT`` (Airflow reads JSON connections from the environment)."""
-        return json.dumps({"conn_type": "runcomfy", "host": self.url, "password": self.token})
+        balance_url = f"{self.url}{catalog.BALANCE_PATH}"  # RunComfy's is on another host: a connection extra
+        extra = {"balance_url": balance_url}
+        return json.dumps({"conn_type": "runcomfy", "host": self.url, "password": self.token, "extra": extra})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -51,6 +51,7 @@ class RunComfyTaskMixin:
     runcomfy_conn_id: str
     hook_params: dict[str, Any]
     include_cost: bool = False
+    estimated_cost: float | None = None  # the catalog's estimate of the job's price, when it could be made
     model_id: str | None = None
     output_dir: Any = None  # where outputs are copied; with it: output_name, max_output_bytes, allow_loopback_http
     output_name: str
@@ -145,6 +146,8 @@ class RunComfyTaskMixin:
         }
         if result.cost is not None:
             value["cost"] = result.cost
+        if self.estimated_cost is not None:
+            value["estimated_cost"] = self.estimated_cost
         self.output_urls = result.output_urls  # for RunComfyOutputLink
         self.log.info("RunComfy request %s succeeded: %s", result.request_id, ", ".join(result.output_urls))
         if self.output_dir:

@@ -373,6 +373,7 @@ def test_a_retry_whose_reattached_request_is_cancelled_under_it_submits_afresh(r
     assert store["request_id"]["request_id"] == result["request_id"]  # a later retry reattaches to the new one
     pushed = [(key, value["request_id"] if key == "runcomfy_job" else value) for key, value in ti.pushed]
     assert pushed == [
+        ("estimated_cost", 0.3),  # the catalog's price of the job, before anything is paid
         *(("request_id", cancelled), ("runcomfy_job", cancelled)),
         *(("request_id", result["request_id"]), ("runcomfy_job", result["request_id"])),
     ]
@@ -408,7 +409,7 @@ def test_a_deferred_retry_resumed_on_a_cancelled_earlier_request_defers_on_a_fre
     fresh = store["request_id"]["request_id"]
     assert fresh != cancelled
     assert deferred.value.trigger.request_id == fresh
-    assert not deferred.value.kwargs  # this try made the new request: its own cancel would fail the task
+    assert "reattached" not in deferred.value.kwargs  # this try made the new request: its own cancel fails the task
     assert runcomfy_connection.submits == 2
     with pytest.raises(RunComfyJobError, match="was cancelled"):  # without the flag, a cancel fails the task
         op.execute_complete({"ti": _TaskInstance(), "task_state_store": store}, event)

@@ -433,7 +433,13 @@ def test_control_api_over_http_and_no_token_in_the_log(runcomfy_server):
 
 def test_connection_fixture(runcomfy_connection):
     conn = json.loads(os.environ["AIRFLOW_CONN_RUNCOMFY_DEFAULT"])
-    assert conn == {"conn_type": "runcomfy", "host": runcomfy_connection.url, "password": "test-token"}
+    balance_url = f"{runcomfy_connection.url}/prod/v2/balance"
+    assert conn == {
+        "conn_type": "runcomfy",
+        "host": runcomfy_connection.url,
+        "password": "test-token",
+        "extra": {"balance_url": balance_url},
+    }
 
 
 def test_cli_serves_until_terminated():
