@@ -10,6 +10,7 @@ The connection is Airflow's usual one (``AIRFLOW_CONN_RUNCOMFY_DEFAULT`` or any 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Any
@@ -71,29 +72,34 @@ def main(argv: list[str] | None = None) -> int:
 
     hook = RunComfyHook(args.conn_id)
     try:
-        if args.command == "search":
-            models = list(hook.list_models(args.query, args.category))
-            if args.json:
-                print(json.dumps([model.model_dump(mode="json", exclude_none=True) for model in models], indent=2))
-            else:
-                rows = [[m.model_id, m.display_name or "", m.price] for m in models]
-                print(_table(rows, ["MODEL ID", "NAME", "PRICE"]) if rows else "No model matches.")
-            return 0
-        model = hook.get_model(args.model_id)
-        if args.json:
-            print(json.dumps(model.model_dump(mode="json", exclude_none=True), indent=2))
-            return 0
-        print(f"{model.model_id}: {model.display_name or ''}\nprice: {model.price}")
-        if model.pricing_note and model.pricing_note != model.price:
-            print(f"note: {model.pricing_note}")
-        header = ["INPUT", "TYPE", "ALLOWED", "DEFAULT", "REQUIRED"]
-        print(_table(schema_rows(model.input_schema or {}), header))
-        return 0
+        # What Airflow logs meanwhile (Airflow 3.0 logs a connection lookup to stdout) goes to stderr: stdout holds
+        # only the answer, which scripts read (--json).
+        with contextlib.redirect_stdout(sys.stderr):
+            answer = _answer(hook, args)
     except RunComfyError as error:  # the hook keeps the token out of its messages
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:
         hook.close()
+    print(answer)
+    return 0
+
+
+def _answer(hook: Any, args: argparse.Namespace) -> str:
+    if args.command == "search":
+        models = list(hook.list_models(args.query, args.category))
+        if args.json:
+            return json.dumps([model.model_dump(mode="json", exclude_none=True) for model in models], indent=2)
+        rows = [[m.model_id, m.display_name or "", m.price] for m in models]
+        return _table(rows, ["MODEL ID", "NAME", "PRICE"]) if rows else "No model matches."
+    model = hook.get_model(args.model_id)
+    if args.json:
+        return json.dumps(model.model_dump(mode="json", exclude_none=True), indent=2)
+    lines = [f"{model.model_id}: {model.display_name or ''}", f"price: {model.price}"]
+    if model.pricing_note and model.pricing_note != model.price:
+        lines.append(f"note: {model.pricing_note}")
+    header = ["INPUT", "TYPE", "ALLOWED", "DEFAULT", "REQUIRED"]
+    return "\n".join([*lines, _table(schema_rows(model.input_schema or {}), header)])
 
 
 if __name__ == "__main__":
