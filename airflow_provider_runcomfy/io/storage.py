@@ -1,9 +1,9 @@
 """Copy generated outputs to any object store (``file://``, ``s3://``, ``gs://``, ``memory://``, ...).
 
 A copy streams from the output URL straight into the destination in 4 MiB chunks, sent to object stores in 16 MiB
-parts (memory does not grow with the file), computes the sha256 on the way, and writes under a temporary name that
-is renamed only once the whole body arrived and matched ``Content-Length``: a destination path only ever holds a
-complete file.
+parts (memory does not grow with the file), and computes the sha256 on the way. A destination path only ever holds
+a complete file: on S3 the copy is a multipart upload completed only once the whole body arrived and matched
+``Content-Length``; elsewhere it writes under a temporary name renamed only then.
 """
 
 from __future__ import annotations
@@ -153,13 +153,15 @@ def copy_output(
             raise RunComfyError(f"Output {url} is {stream.length} bytes, over the limit of {max_bytes}")
         if destination.protocol in ("", "file", "local"):
             destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.part")
+        direct = _commits_on_request(destination)
+        target = destination if direct else destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.part")
+        out = target.open("wb", block_size=UPLOAD_PART_BYTES, **({"autocommit": False} if direct else {}))
         digest, size = hashlib.sha256(), 0
         try:
             # The sha256 costs more CPU than receiving and writing together. It runs here, on each chunk just
             # received (still in the CPU's cache), while a thread writes the previous one (file writes and uploads
             # release the GIL). At most two chunks are held at once.
-            with partial.open("wb", block_size=UPLOAD_PART_BYTES) as out, ThreadPoolExecutor(1) as writer:
+            with ThreadPoolExecutor(1) as writer:
                 written: Future[int] | None = None
                 for chunk in stream.chunks:
                     size += len(chunk)
@@ -171,14 +173,39 @@ def copy_output(
                     digest.update(chunk)
                 if written is not None:
                     written.result()
+            out.close()  # sends what is buffered; on a committing store, nothing is visible yet
             if stream.length is not None and size != stream.length:
                 raise RunComfyError(f"Output {url} ended after {size} of {stream.length} bytes: not stored")
-            partial.replace(destination)
+            if direct:
+                out.commit()
+            else:
+                target.replace(destination)
         except BaseException:
-            with contextlib.suppress(OSError):  # best effort: the destination itself was never touched
-                partial.unlink(missing_ok=True)
+            # Best effort, in fsspec's order for a failed transaction: close (an upload sends its buffered tail),
+            # then discard (the multipart upload is aborted, parts and all) or delete the temporary file. The
+            # destination itself was never touched.
+            with contextlib.suppress(Exception):
+                out.close()
+            with contextlib.suppress(Exception):
+                if direct:
+                    out.discard()
+                else:
+                    target.unlink(missing_ok=True)
             raise
     return StoredFile(str(destination), size, digest.hexdigest())
+
+
+# Filesystems whose writer, opened with autocommit=False, shows nothing until commit() and leaves nothing after
+# discard(): the copy writes straight to the destination there, as a rename would be a server-side copy of the whole
+# object and a delete. s3fs's is a multipart upload that only commit() completes and discard() aborts. Elsewhere the
+# copy writes a temporary name and renames it once complete: local files and memory show a write as it goes, adlfs
+# commits its blocks on close() whatever the autocommit, and gcsfs (which reads like s3fs) is not tested here.
+_COMMITTING_WRITERS = frozenset({"s3fs"})
+
+
+def _commits_on_request(destination: ObjectStoragePath) -> bool:
+    """Whether ``destination``'s filesystem shows a file only when its writer commits (see above)."""
+    return type(destination.fs).__module__.partition(".")[0] in _COMMITTING_WRITERS
 
 
 def sha256_of(path: ObjectStoragePath) -> str:
