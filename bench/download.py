@@ -310,6 +310,8 @@ def report(
         for contender in ("runcomfy_s3", "boto3_s3")
     }
     (runcomfy_complete, runcomfy_seconds), (boto3_complete, boto3_seconds) = completing.values()
+    runcomfy_cpu = _common.median_of(samples["runcomfy_file", big], "cpu_ms_per_mib")
+    curl_rate = _common.median_of(samples["curl", big], "mb_per_s")
     return "\n\n".join(
         [
             "## Copying outputs: `bench/download.py`",
@@ -323,6 +325,11 @@ def report(
             NOTES.format(
                 sha=sha256_ms_per_mib(),
                 size=big // MiB,
+                server=SERVER_CPU_MS_PER_MIB,
+                curl_cpu=_common.median_of(samples["curl", big], "cpu_ms_per_mib"),
+                runcomfy_cpu=runcomfy_cpu,
+                curl_rate=curl_rate,
+                cores=(runcomfy_cpu + SERVER_CPU_MS_PER_MIB) * 0.8 * curl_rate * 1e6 / MiB / 1000,
                 runcomfy_complete=runcomfy_complete,
                 runcomfy_parts=runcomfy_seconds - runcomfy_complete,
                 boto3_complete=boto3_complete,
@@ -333,38 +340,47 @@ def report(
     )
 
 
+SERVER_CPU_MS_PER_MIB = 0.3  # the local server's CPU per MiB it sends (read from /proc during a curl copy)
 ADDED_MIB = 64  # the target for what a copy adds to its process's memory
 FLAT_MIB = 8  # "flat": what it adds grows by at most one part from the smaller file to the larger
 NOTES = """Memory. The RSS before copying is the contender's own process after its imports (Airflow, the provider,
 requests, and s3fs for `s3://`; boto3's S3 client for `boto3_s3`); the copy adds what it holds on top. `runcomfy`
-holds the chunks its writer thread has yet to write (up to an 8 MiB part and a 4 MiB chunk: the next part is received
-and hashed while the writer sends one) and, on S3, the part s3fs buffers, the copy of it that is sent and what the
-HTTP client holds while sending it, so what it adds does not grow with the file; `naive` holds the whole body, twice
-while `requests` joins it and more on S3; `boto3_s3` reads up to ten parts ahead of its four upload threads
-(s3transfer's `max_in_memory_upload_chunks`). No process that has imported Airflow is under 100 MB, whatever it copies.
+holds the chunks its writer thread has yet to write (up to an 8 MiB part and a 4 MiB chunk: the next part is
+received and hashed while the writer sends one) and, on S3, the part s3fs buffers, the copy of it that is sent and
+what the HTTP client holds while sending it, so what it adds does not grow with the file; `naive` holds the whole
+body, twice while `requests` joins it and more on S3; `boto3_s3` reads up to ten parts ahead of its four upload
+threads (s3transfer's `max_in_memory_upload_chunks`). No process that has imported Airflow is under 100 MB, whatever
+it copies.
 
 Speed to files. `curl` only moves bytes; `runcomfy` also computes the sha256 it records, which alone costs {sha:.2f}
 ms of CPU per MiB on this machine (the CPU column counts every thread). It hashes each chunk on the thread that
 received it, while the chunk is still in the CPU's cache, and writes on a second thread (writes release the GIL).
 The other way round (sha256 on the second thread, write on the first) measured 0.78x curl at both sizes in an
-earlier run of this benchmark. A copy also pays about 6 ms once that `curl` does not: Airflow loads its filesystem
-registry on the first open of an `ObjectStoragePath` (about 3 ms a process) and `requests` sets up its first
-request (session, proxy settings from the environment, connection): about 6 % of a 100 MiB copy (0.1 s), so the
-100 MiB figure straddles 0.8x from run to run. Files go to tmpfs so that the disk's writeback does not decide, and
-1 GiB is written and deleted before the first sample (first touches of this virtual machine's memory are several
-times slower).
+earlier run of this benchmark. The local server sending the file shares the same two cores (about {server:.1f} ms of
+CPU per MiB, measured apart): `curl` needs {curl_cpu:.2f} ms per MiB on one thread beside it, `runcomfy`
+{runcomfy_cpu:.2f} on two, so at 0.8x this run's `curl` ({curl_rate:.0f} MB/s at {size} MiB) the copy and the server
+would need {cores:.1f} of the two cores without a moment's wait. Receiving on a third thread, so that the first one
+only hashes, made no difference beyond the noise (1 GiB, alternated, quiet machine: 1095-1212 against 995-1206
+MB/s): the cores are spent, not the threads. When the machine is quiet `curl` runs that fast and 0.8x is out of
+reach; the runs that met it (0.86x-0.93x at 1 GiB) were on a busier machine (the last: `curl` 1217 MB/s, `runcomfy`
+1045). A copy also pays about 6 ms once that `curl` does not: Airflow loads its filesystem registry on the first
+open of an `ObjectStoragePath` (about 3 ms a process) and `requests` sets up its first request (session, proxy
+settings from the environment, connection): about 6 % of a 100 MiB copy (0.1 s). Files go to tmpfs so that the
+disk's writeback does not decide, and 1 GiB is written and deleted before the first sample (first touches of this
+virtual machine's memory are several times slower).
 
 Speed to S3. The S3 rows go through moto's server on the same two cores, far slower than S3. `runcomfy` writes
 straight to the final key: s3fs's multipart upload, completed only once the size matched `Content-Length`, with no
 temporary key to copy and delete afterwards. s3fs sends one part at a time: its writer has no concurrent upload,
 fsspec has no setting for one, and s3fs's `max_concurrency` applies only to whole local files and byte strings. The
-provider's writer thread sends a part while the next is received and hashed, so the download hides behind the upload;
-`boto3_s3` keeps four parts in flight. At {size} MiB, everything before S3's last request (CompleteMultipartUpload)
-took {runcomfy_parts:.1f} s for `runcomfy_s3` and {boto3_parts:.1f} s for `boto3_s3`; that last request took
-{runcomfy_complete:.1f} s and {boto3_complete:.1f} s. boto3 names a checksum (CRC32, per part) when it starts an
-upload and s3fs names none, and for an upload without one moto computes S3's default whole-object CRC64NVME when it
-completes, over one more copy of the whole object. S3 computes that checksum as the parts arrive; what would
-separate the two there is one part in flight against four, on a link that one connection does not fill."""
+provider's writer thread sends a part while the next is received and hashed, so the download hides behind the
+upload; `boto3_s3` keeps four parts in flight, and moto, threaded, works on several at once. At {size} MiB,
+everything before S3's last request (CompleteMultipartUpload) took {runcomfy_parts:.1f} s for `runcomfy_s3` and
+{boto3_parts:.1f} s for `boto3_s3`; that last request took {runcomfy_complete:.1f} s and {boto3_complete:.1f} s.
+boto3 names a checksum (CRC32, per part) when it starts an upload and s3fs names none, and for an upload without one
+moto computes S3's default whole-object CRC64NVME when it completes, over one more copy of the whole object. S3
+computes that checksum as the parts arrive; what would separate the two there is one part in flight against four, on
+a link that one connection does not fill."""
 
 
 def chart(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[int, ...]) -> None:
