@@ -5,8 +5,8 @@ in a process of its own, interleaved over several rounds:
 
 - ``curl``: ``curl -o`` to a local file. Nothing moves bytes from a socket to a file much faster: the floor.
 - ``runcomfy``: ``copy_output`` (what ``output_dir`` and ``RunComfyDownloadOperator`` run): streamed in 4 MiB chunks,
-  sha256 on the way, written under a temporary name and renamed once complete; to ``file://`` and to ``s3://``
-  (moto's S3 server, in a process of its own).
+  sha256 on the way; to ``file://`` (a temporary name, renamed once complete) and to ``s3://`` (a multipart upload
+  to the final key, completed once the whole body arrived; moto's S3 server, in a process of its own).
 - ``naive``: ``requests.get(url).content`` written with ``ObjectStoragePath.write_bytes``: what generic
   HTTP-to-storage operators do (``HttpToS3Operator`` loads ``response.content``); same two destinations.
 - ``boto3_s3``: boto3's managed transfer (``upload_fileobj``) streaming the response body (``requests``,
