@@ -1,9 +1,9 @@
 """Copy generated outputs to any object store (``file://``, ``s3://``, ``gs://``, ``memory://``, ...).
 
-A copy streams from the output URL straight into the destination in 4 MiB chunks, sent to object stores in 16 MiB
-parts (memory does not grow with the file), computes the sha256 on the way, and writes under a temporary name that
-is renamed only once the whole body arrived and matched ``Content-Length``: a destination path only ever holds a
-complete file.
+A copy streams from the output URL straight into the destination in 4 MiB chunks, sent to object stores in 8 MiB
+parts (memory does not grow with the file), and computes the sha256 on the way. A destination path only ever holds
+a complete file: on S3 the copy is a multipart upload completed only once the whole body arrived and matched
+``Content-Length``; elsewhere it writes under a temporary name renamed only then.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import re
 import uuid
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
@@ -21,6 +22,8 @@ from urllib.parse import urlsplit
 from airflow_provider_runcomfy.exceptions import RunComfyError, RunComfyInvalidInputError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from airflow.sdk import ObjectStoragePath
 
     from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
@@ -28,10 +31,10 @@ if TYPE_CHECKING:
 #: Default file name of an output: unique per request, ordered per output, with the URL's extension.
 DEFAULT_NAME = "{request_id}_{index}{ext}"
 DEFAULT_MAX_BYTES = 2 << 30  # 2 GiB: far above a PixVerse clip, low enough to stop a runaway download
-# What an object store's writer buffers before sending a part: small enough that a copy's memory stays a few
-# parts whatever the file's size, large enough for s3fs's one-part-at-a-time upload, and S3's 10,000 parts still
-# allow 160 GB. Local files ignore it.
-UPLOAD_PART_BYTES = 16 << 20
+# What an object store's writer buffers before sending a part (boto3's default part size), and how far the writer
+# may fall behind the download: a copy holds a few parts whatever the file's size, and S3's 10,000 parts allow
+# 80 GB. Local files ignore the part size.
+UPLOAD_PART_BYTES = 8 << 20
 _EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,8}")
 _STAND_IN_ID = "00000000-0000-0000-0000-000000000000"  # names are checked before the submit gives the real id
 
@@ -153,32 +156,70 @@ def copy_output(
             raise RunComfyError(f"Output {url} is {stream.length} bytes, over the limit of {max_bytes}")
         if destination.protocol in ("", "file", "local"):
             destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.part")
-        digest, size = hashlib.sha256(), 0
+        direct = _commits_on_request(destination)
+        target = destination if direct else destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.part")
+        out = target.open("wb", block_size=UPLOAD_PART_BYTES, **({"autocommit": False} if direct else {}))
         try:
-            # The sha256 costs more CPU than receiving and writing together. It runs here, on each chunk just
-            # received (still in the CPU's cache), while a thread writes the previous one (file writes and uploads
-            # release the GIL). At most two chunks are held at once.
-            with partial.open("wb", block_size=UPLOAD_PART_BYTES) as out, ThreadPoolExecutor(1) as writer:
-                written: Future[int] | None = None
-                for chunk in stream.chunks:
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise RunComfyError(f"Output {url} is over the limit of {max_bytes} bytes")
-                    if written is not None:
-                        written.result()
-                    written = writer.submit(out.write, chunk)
-                    digest.update(chunk)
-                if written is not None:
-                    written.result()
+            size, sha256 = _write_hashed(stream.chunks, out, url=url, max_bytes=max_bytes)
+            out.close()  # sends what is buffered; on a committing store, nothing is visible yet
             if stream.length is not None and size != stream.length:
                 raise RunComfyError(f"Output {url} ended after {size} of {stream.length} bytes: not stored")
-            partial.replace(destination)
+            if direct:
+                out.commit()
+            else:
+                target.replace(destination)
         except BaseException:
-            with contextlib.suppress(OSError):  # best effort: the destination itself was never touched
-                partial.unlink(missing_ok=True)
+            # Best effort, in fsspec's order for a failed transaction: close (an upload sends its buffered tail),
+            # then discard (the multipart upload is aborted, parts and all) or delete the temporary file. The
+            # destination itself was never touched.
+            with contextlib.suppress(Exception):
+                out.close()
+            with contextlib.suppress(Exception):
+                if direct:
+                    out.discard()
+                else:
+                    target.unlink(missing_ok=True)
             raise
-    return StoredFile(str(destination), size, digest.hexdigest())
+    return StoredFile(str(destination), size, sha256)
+
+
+def _write_hashed(chunks: Iterable[bytes], out: Any, *, url: str, max_bytes: int) -> tuple[int, str]:
+    """Write ``chunks`` to ``out``; return their size and sha256.
+
+    The sha256 costs more CPU than receiving and writing together. It runs here, on each chunk just received (still
+    in the CPU's cache), while a thread writes earlier ones (file writes and uploads release the GIL). The writer
+    may fall up to a part behind: while it sends one part, the next is received and hashed.
+    """
+    digest, size, held = hashlib.sha256(), 0, 0
+    queued: deque[tuple[Future[int], int]] = deque()  # (write, its size), oldest first
+    with ThreadPoolExecutor(1) as writer:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > max_bytes:
+                raise RunComfyError(f"Output {url} is over the limit of {max_bytes} bytes")
+            while held > UPLOAD_PART_BYTES:
+                written, length = queued.popleft()
+                written.result()
+                held -= length
+            queued.append((writer.submit(out.write, chunk), len(chunk)))
+            held += len(chunk)
+            digest.update(chunk)
+        for written, _ in queued:
+            written.result()
+    return size, digest.hexdigest()
+
+
+# Filesystems whose writer, opened with autocommit=False, shows nothing until commit() and leaves nothing after
+# discard(): the copy writes straight to the destination there, as a rename would be a server-side copy of the whole
+# object and a delete. s3fs's is a multipart upload that only commit() completes and discard() aborts. Elsewhere the
+# copy writes a temporary name and renames it once complete: local files and memory show a write as it goes, adlfs
+# commits its blocks on close() whatever the autocommit, and gcsfs (which reads like s3fs) is not tested here.
+_COMMITTING_WRITERS = frozenset({"s3fs"})
+
+
+def _commits_on_request(destination: ObjectStoragePath) -> bool:
+    """Whether ``destination``'s filesystem shows a file only when its writer commits (see above)."""
+    return type(destination.fs).__module__.partition(".")[0] in _COMMITTING_WRITERS
 
 
 def sha256_of(path: ObjectStoragePath) -> str:
