@@ -94,6 +94,8 @@ _closers: dict[asyncio.AbstractEventLoop, AsyncIterator[None]] = {}
 _lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[Any]]] = (
     weakref.WeakKeyDictionary()
 )
+# The hooks' loggers by name (see ``RunComfyHook.log``).
+_loggers: dict[str, Any] = {}
 
 
 class RunComfyHook(BaseHook):
@@ -128,6 +130,18 @@ class RunComfyHook(BaseHook):
         self.retry_max_wait = retry_max_wait
         self._credentials: tuple[str, str] | None = None
         self._secrets: set[str] = set()  # signed input URLs (and their query strings): redacted like the token
+
+    @property
+    def log(self) -> Any:
+        """One logger per name, shared by every hook. Airflow makes a logger per object, and on Airflow 3.1+ its
+        first line sets it up (a structlog processor chain, a file wrapper and a system call: about three log lines'
+        worth); a triggerer makes a hook per trigger, each of which logs twice."""
+        if self._log is None:
+            name = self._create_logger_name(type(self), self._log_config_logger_name, self._logger_name)
+            if name not in _loggers:
+                _loggers[name] = super().log
+            self._log = _loggers[name]
+        return self._log
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
