@@ -14,11 +14,12 @@ import email.utils
 import ipaddress
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from functools import cache, cached_property
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
@@ -475,40 +476,51 @@ class RunComfyHook(BaseHook):
             return done.value
 
     async def _acall(self, method: str, path: str, answer: type[Answer], request_id: str, **kwargs: Any) -> Answer:
-
-        import aiohttp
-
-        base_url, token = await self._aget_credentials()
-        session = self._async_client(base_url)
-        # Waiting for a pooled connection and connecting count as connecting (nothing sent yet); then each read.
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=self.timeout, sock_connect=min(10.0, self.timeout), sock_read=self.timeout
-        )
-        headers = {"Authorization": f"Bearer {token}"}
-
-        async def attempt() -> Answer:
-            try:
-                async with session.request(method, base_url + path, headers=headers, timeout=timeout, **kwargs) as r:
-                    content = await r.read()
-            except (TimeoutError, aiohttp.ClientError) as error:
-                never_sent = isinstance(error, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
-                raise self._transport_error(error, never_sent, method, path, request_id) from None
-            return self._parse(r.status, r.headers, content, answer, request_id)
-
         # Most calls succeed at once, and tenacity's bookkeeping per call is not free when a triggerer polls for
         # hundreds of jobs. So the first try runs bare; if it fails, its error is replayed to tenacity as its first
         # try, and the one retry policy decides as always.
         try:
-            return await attempt()
+            return await self._atry(method, path, answer, request_id, kwargs)
         except RunComfyError as error:
-            first_failure: list[RunComfyError] = [error]
+            first_failure = error
+        return await self._aretry(first_failure, method, path, answer, request_id, kwargs)
 
-        async def replay_then_attempt() -> Answer:
-            if first_failure:
-                raise first_failure.pop()
-            return await attempt()
+    async def _aretry(
+        self,
+        first_failure: RunComfyError,
+        method: str,
+        path: str,
+        answer: type[Answer],
+        request_id: str,
+        kwargs: dict[str, Any],
+    ) -> Answer:
+        """Tenacity takes over from a failed first try (apart from ``_acall``, which then needs no closure)."""
+        failures = [first_failure]
 
-        return await self._retrying(AsyncRetrying, False)(replay_then_attempt)
+        async def replay_then_try() -> Answer:
+            if failures:
+                raise failures.pop()
+            return await self._atry(method, path, answer, request_id, kwargs)
+
+        return await self._retrying(AsyncRetrying, False)(replay_then_try)
+
+    async def _atry(
+        self, method: str, path: str, answer: type[Answer], request_id: str, kwargs: dict[str, Any]
+    ) -> Answer:
+        """One HTTP call over the loop's shared session."""
+        import aiohttp
+
+        base_url, token = self._credentials or await self._aget_credentials()
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            async with self._async_client(base_url).request(
+                method, base_url + path, headers=headers, timeout=_client_timeout(self.timeout), **kwargs
+            ) as response:
+                content = await response.read()
+        except (TimeoutError, aiohttp.ClientError) as error:
+            never_sent = isinstance(error, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+            raise self._transport_error(error, never_sent, method, path, request_id) from None
+        return self._parse(response.status, response.headers, content, answer, request_id)
 
     def _async_client(self, base_url: str) -> aiohttp.ClientSession:
         """The running event loop's session for ``base_url``, shared by every hook in that loop."""
@@ -570,6 +582,16 @@ class RunComfyHook(BaseHook):
         self, status_code: int, headers: Any, content: bytes, answer: type[Answer], request_id: str | None
     ) -> Answer:
         """Turn an HTTP answer into the answer model, or into the error it stands for."""
+        if status_code < 400:
+            # The usual answer, parsed from its bytes in one step (pydantic's own JSON parser: a third of the cost
+            # of json.loads and then validating the dict); anything else takes the path below, which says what it is.
+            try:
+                parsed = answer.model_validate_json(content)
+            except ValidationError:
+                pass
+            else:
+                if "error_code" not in (parsed.model_extra or ()):
+                    return self._checked(parsed, request_id)
         try:
             body = _json(content)
         except ValueError:
@@ -586,6 +608,9 @@ class RunComfyHook(BaseHook):
                 status_code=status_code,
                 request_id=request_id,
             ) from None
+        return self._checked(parsed, request_id)
+
+    def _checked(self, parsed: Answer, request_id: str | None) -> Answer:
         if not getattr(parsed, "is_known", True):
             self.log.warning("RunComfy request %s has an undocumented status %r", request_id, parsed.status)
         return parsed
@@ -638,6 +663,15 @@ async def _shared_lookup(conn_id: str, lookup: Callable[[str], Awaitable[Any]]) 
     return await asyncio.shield(task)  # one waiter cancelled does not cancel the others' lookup
 
 
+@cache
+def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """The async calls' timeouts, made once per value (every poll of every trigger uses them): waiting for a pooled
+    connection and connecting count as connecting (nothing sent yet, capped at 10 s); then each read."""
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=None, connect=seconds, sock_connect=min(10.0, seconds), sock_read=seconds)
+
+
 def _loop_sessions() -> dict[str, aiohttp.ClientSession]:
     """The running loop's sessions by base URL; the first call also arranges for them to close with the loop."""
     import asyncio
@@ -666,13 +700,13 @@ async def _close_at_shutdown(loop: asyncio.AbstractEventLoop, sessions: dict[str
             await session.close()
 
 
-@dataclass(frozen=True)
-class _Call:
+class _Call(NamedTuple):
     """What :func:`_watch` asks its driver for: a call of the hook's ``method`` (``get_status``, ``get_result``,
-    ``cancel``; the async side calls their ``a``-prefixed twins) with ``kwargs``, or, without a method, a sleep."""
+    ``cancel``; the async side calls their ``a``-prefixed twins) with ``kwargs``, or, without a method, a sleep.
+    (A tuple: one is made per poll.)"""
 
     method: str | None
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: Mapping[str, Any] = MappingProxyType({})
     seconds: float = 0.0
 
 
@@ -695,11 +729,12 @@ def _watch(
     """
     progress = Progress(request_id, log, since=time.time() if since is None else since)
     deadline = time.monotonic() + timeout
+    read_status, read_result = _Call("get_status"), _Call("get_result", {"include_cost": include_cost})
     while True:
-        status: RequestStatus = yield _Call("get_status")
+        status: RequestStatus = yield read_status
         progress.update(status.status, status.queue_position)
         if status.is_finished:
-            result: RequestResult = yield _Call("get_result", {"include_cost": include_cost})
+            result: RequestResult = yield read_result
             if result.is_finished:
                 return result
         remaining = deadline - time.monotonic()
