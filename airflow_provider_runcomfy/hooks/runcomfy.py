@@ -130,7 +130,9 @@ class RunComfyHook(BaseHook):
         self.retry_min_wait = retry_min_wait
         self.retry_max_wait = retry_max_wait
         self._credentials: tuple[str, str] | None = None
-        self._secrets: set[str] = set()  # signed input URLs (and their query strings): redacted like the token
+        # Signed input URLs (and their query strings), redacted like the token. Frozen: most hooks (one per trigger)
+        # never hold one, and an empty frozenset is one object for them all.
+        self._secrets: frozenset[str] = frozenset()
 
     @property
     def log(self) -> Any:
@@ -199,9 +201,12 @@ class RunComfyHook(BaseHook):
         return self._credentials or self._read_connection(self.get_connection(self.runcomfy_conn_id))
 
     async def _aget_credentials(self) -> tuple[str, str]:
-        if self._credentials:
-            return self._credentials
-        return self._read_connection(await _shared_lookup(self.runcomfy_conn_id, aget_connection))
+        if not self._credentials:
+            self._credentials = await _shared_lookup(self.runcomfy_conn_id, self._alookup_credentials)
+        return self._credentials
+
+    async def _alookup_credentials(self, conn_id: str) -> tuple[str, str]:
+        return self._read_connection(await aget_connection(conn_id))
 
     @property
     def base_url(self) -> str:
@@ -344,7 +349,7 @@ class RunComfyHook(BaseHook):
         """Keep ``secret`` (a signed URL) out of logs and out of this hook's error messages."""
         for value in {secret, urlsplit(secret).query} - {""}:
             mask_secret(value)
-            self._secrets.add(value)
+            self._secrets |= {value}
 
     def wait_for_request(
         self,
@@ -649,8 +654,8 @@ async def _shared_lookup(conn_id: str, lookup: Callable[[str], Awaitable[Any]]) 
     """``await lookup(conn_id)``, shared by the hooks that need the same connection at the same moment.
 
     Triggers often start together (a triggerer restarting, a mapped task deferring): they then make one connection
-    lookup (a round trip to the triggerer's supervisor and the API server), not one each. Nothing is cached: a
-    lookup that starts after this one finished reads the connection afresh.
+    lookup (a round trip to the triggerer's supervisor and the API server) and read it once, not once each. Nothing
+    is cached: a lookup that starts after this one finished reads the connection afresh.
     """
     import asyncio
 
@@ -710,6 +715,9 @@ class _Call(NamedTuple):
     seconds: float = 0.0
 
 
+_READ_STATUS = _Call("get_status")
+
+
 def _watch(
     request_id: str,
     log: Any,
@@ -729,12 +737,11 @@ def _watch(
     """
     progress = Progress(request_id, log, since=time.time() if since is None else since)
     deadline = time.monotonic() + timeout
-    read_status, read_result = _Call("get_status"), _Call("get_result", {"include_cost": include_cost})
     while True:
-        status: RequestStatus = yield read_status
+        status: RequestStatus = yield _READ_STATUS
         progress.update(status.status, status.queue_position)
         if status.is_finished:
-            result: RequestResult = yield read_result
+            result: RequestResult = yield _Call("get_result", {"include_cost": include_cost})
             if result.is_finished:
                 return result
         remaining = deadline - time.monotonic()
