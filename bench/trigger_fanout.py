@@ -460,12 +460,12 @@ structlog: about 15 us each on a warm logger, 20-25 us among the polls), each an
 (from its bytes), and the trigger and hook objects with their coroutines, which the garbage collector walks. Replayed
 against a fake session, which leaves only the Python of each side (a profile taken while this version was written,
 not rerun here), the same watch took about 31 us per request for `runcomfy` and 10 us for the floor; the log lines
-were 9.5 of the 21 us between them. Until this version each
-hook's first log line also built a structlog logger of its own (about 50 us and a system call per trigger), each poll
-made a closure, a `ClientTimeout` and a dataclass (at N = 1000, one more full collection over Airflow's heap, 80-100
-ms), and each hook parsed the shared connection again. (Tenacity, which runs the retry policy, is entered only after a
-failed first try. Entered on every call, in an earlier run of this benchmark, it put `runcomfy` at 0.31 and 0.42 CPU s
-per 1000 requests for N = 100 and 1000, with `http_hook` at 0.53 and 0.83: less than 2x cheaper.)
+were 9.5 of the 21 us between them. Until this version each hook's first log line also built a structlog logger of
+its own (about 50 us and a system call per trigger), each poll made a closure, a `ClientTimeout` and a dataclass (at
+N = 1000, one more full collection over Airflow's heap, 80-100 ms), and each hook parsed the shared connection again.
+(Tenacity, which runs the retry policy, is entered only after a failed first try. Entered on every call, in an
+earlier run of this benchmark, it put `runcomfy` at 0.31 and 0.42 CPU s per 1000 requests for N = 100 and 1000, with
+`http_hook` at 0.53 and 0.83: less than 2x cheaper.)
 
 `floor_httpx` and `http_hook` fall behind their poll interval at N = 1000 (fewer requests per job, delays of
 seconds): they ran out of CPU on this 2-core machine, which the server shares. They are left out at N = 5000, where
@@ -475,7 +475,12 @@ says. Garbage collection takes a larger share of the watcher's CPU there, for th
 in flight and sleeping triggers outlive the young generations, and each full collection walks Airflow's heap and the
 5000 triggers. The round trips, queued in the loop and in the session's 100-connection pool, grow to tens of
 milliseconds, and since each read waits one interval after the previous answer, they add to every interval: the p95
-delay reaches the interval, and the nearer a watcher is to a full core, the further it falls behind."""
+delay passes the interval. In the runs made while this version was written, the floor's p95 at N = 5000 went from
+0.92 to 1.26 s (within the interval in 4 of 11) and `runcomfy`'s from 1.0 to 1.3 s (2.4 s once, on the shared
+machine): its extra CPU puts its loop nearer a full core, where the queues grow faster; which of the two is worse in
+the table above is chance. Spreading each trigger's first read over one interval (tried, not adopted) gave 1.03-1.07 s
+on the quiet machine: the bursts go, the drift stays. Reads on a fixed cadence, with the first reads spread that way,
+would remove both; that changes when a trigger reads, and was not tried."""
 
 
 def chart(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[int, ...], interval: float) -> None:
