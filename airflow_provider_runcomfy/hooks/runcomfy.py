@@ -14,11 +14,12 @@ import email.utils
 import ipaddress
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from functools import cache, cached_property
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
@@ -97,6 +98,8 @@ _closers: dict[asyncio.AbstractEventLoop, AsyncIterator[None]] = {}
 _lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[Any]]] = (
     weakref.WeakKeyDictionary()
 )
+# The hooks' loggers by name (see ``RunComfyHook.log``).
+_loggers: dict[str, Any] = {}
 
 
 class RunComfyHook(BaseHook):
@@ -132,7 +135,21 @@ class RunComfyHook(BaseHook):
         self.retry_max_wait = retry_max_wait
         self._credentials: tuple[str, str] | None = None
         self._balance_url = DEFAULT_BALANCE_URL
-        self._secrets: set[str] = set()  # signed input URLs (and their query strings): redacted like the token
+        # Signed input URLs (and their query strings), redacted like the token. Frozen: most hooks (one per trigger)
+        # never hold one, and an empty frozenset is one object for them all.
+        self._secrets: frozenset[str] = frozenset()
+
+    @property
+    def log(self) -> Any:
+        """One logger per name, shared by every hook. Airflow makes a logger per object, and on Airflow 3.1+ its
+        first line sets it up (a structlog processor chain, a file wrapper and a system call: about three log lines'
+        worth); a triggerer makes a hook per trigger, each of which logs twice."""
+        if self._log is None:
+            name = self._create_logger_name(type(self), self._log_config_logger_name, self._logger_name)
+            if name not in _loggers:
+                _loggers[name] = super().log
+            self._log = _loggers[name]
+        return self._log
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -197,9 +214,12 @@ class RunComfyHook(BaseHook):
         return self._credentials or self._read_connection(self.get_connection(self.runcomfy_conn_id))
 
     async def _aget_credentials(self) -> tuple[str, str]:
-        if self._credentials:
-            return self._credentials
-        return self._read_connection(await _shared_lookup(self.runcomfy_conn_id, aget_connection))
+        if not self._credentials:
+            self._credentials = await _shared_lookup(self.runcomfy_conn_id, self._alookup_credentials)
+        return self._credentials
+
+    async def _alookup_credentials(self, conn_id: str) -> tuple[str, str]:
+        return self._read_connection(await aget_connection(conn_id))
 
     @property
     def base_url(self) -> str:
@@ -374,7 +394,7 @@ class RunComfyHook(BaseHook):
         """Keep ``secret`` (a signed URL) out of logs and out of this hook's error messages."""
         for value in {secret, urlsplit(secret).query} - {""}:
             mask_secret(value)
-            self._secrets.add(value)
+            self._secrets |= {value}
 
     def wait_for_request(
         self,
@@ -506,40 +526,51 @@ class RunComfyHook(BaseHook):
             return done.value
 
     async def _acall(self, method: str, path: str, answer: type[Answer], request_id: str, **kwargs: Any) -> Answer:
-
-        import aiohttp
-
-        base_url, token = await self._aget_credentials()
-        session = self._async_client(base_url)
-        # Waiting for a pooled connection and connecting count as connecting (nothing sent yet); then each read.
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=self.timeout, sock_connect=min(10.0, self.timeout), sock_read=self.timeout
-        )
-        headers = {"Authorization": f"Bearer {token}"}
-
-        async def attempt() -> Answer:
-            try:
-                async with session.request(method, base_url + path, headers=headers, timeout=timeout, **kwargs) as r:
-                    content = await r.read()
-            except (TimeoutError, aiohttp.ClientError) as error:
-                never_sent = isinstance(error, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
-                raise self._transport_error(error, never_sent, method, path, request_id) from None
-            return self._parse(r.status, r.headers, content, answer, request_id)
-
         # Most calls succeed at once, and tenacity's bookkeeping per call is not free when a triggerer polls for
         # hundreds of jobs. So the first try runs bare; if it fails, its error is replayed to tenacity as its first
         # try, and the one retry policy decides as always.
         try:
-            return await attempt()
+            return await self._atry(method, path, answer, request_id, kwargs)
         except RunComfyError as error:
-            first_failure: list[RunComfyError] = [error]
+            first_failure = error
+        return await self._aretry(first_failure, method, path, answer, request_id, kwargs)
 
-        async def replay_then_attempt() -> Answer:
-            if first_failure:
-                raise first_failure.pop()
-            return await attempt()
+    async def _aretry(
+        self,
+        first_failure: RunComfyError,
+        method: str,
+        path: str,
+        answer: type[Answer],
+        request_id: str,
+        kwargs: dict[str, Any],
+    ) -> Answer:
+        """Tenacity takes over from a failed first try (apart from ``_acall``, which then needs no closure)."""
+        failures = [first_failure]
 
-        return await self._retrying(AsyncRetrying, False)(replay_then_attempt)
+        async def replay_then_try() -> Answer:
+            if failures:
+                raise failures.pop()
+            return await self._atry(method, path, answer, request_id, kwargs)
+
+        return await self._retrying(AsyncRetrying, False)(replay_then_try)
+
+    async def _atry(
+        self, method: str, path: str, answer: type[Answer], request_id: str, kwargs: dict[str, Any]
+    ) -> Answer:
+        """One HTTP call over the loop's shared session."""
+        import aiohttp
+
+        base_url, token = self._credentials or await self._aget_credentials()
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            async with self._async_client(base_url).request(
+                method, base_url + path, headers=headers, timeout=_client_timeout(self.timeout), **kwargs
+            ) as response:
+                content = await response.read()
+        except (TimeoutError, aiohttp.ClientError) as error:
+            never_sent = isinstance(error, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+            raise self._transport_error(error, never_sent, method, path, request_id) from None
+        return self._parse(response.status, response.headers, content, answer, request_id)
 
     def _async_client(self, base_url: str) -> aiohttp.ClientSession:
         """The running event loop's session for ``base_url``, shared by every hook in that loop."""
@@ -601,6 +632,16 @@ class RunComfyHook(BaseHook):
         self, status_code: int, headers: Any, content: bytes, answer: type[Answer], request_id: str | None
     ) -> Answer:
         """Turn an HTTP answer into the answer model, or into the error it stands for."""
+        if status_code < 400:
+            # The usual answer, parsed from its bytes in one step (pydantic's own JSON parser: a third of the cost
+            # of json.loads and then validating the dict); anything else takes the path below, which says what it is.
+            try:
+                parsed = answer.model_validate_json(content)
+            except ValidationError:
+                pass
+            else:
+                if "error_code" not in (parsed.model_extra or ()):
+                    return self._checked(parsed, request_id)
         try:
             body = _json(content)
         except ValueError:
@@ -617,6 +658,9 @@ class RunComfyHook(BaseHook):
                 status_code=status_code,
                 request_id=request_id,
             ) from None
+        return self._checked(parsed, request_id)
+
+    def _checked(self, parsed: Answer, request_id: str | None) -> Answer:
         if not getattr(parsed, "is_known", True):
             self.log.warning("RunComfy request %s has an undocumented status %r", request_id, parsed.status)
         return parsed
@@ -655,8 +699,8 @@ async def _shared_lookup(conn_id: str, lookup: Callable[[str], Awaitable[Any]]) 
     """``await lookup(conn_id)``, shared by the hooks that need the same connection at the same moment.
 
     Triggers often start together (a triggerer restarting, a mapped task deferring): they then make one connection
-    lookup (a round trip to the triggerer's supervisor and the API server), not one each. Nothing is cached: a
-    lookup that starts after this one finished reads the connection afresh.
+    lookup (a round trip to the triggerer's supervisor and the API server) and read it once, not once each. Nothing
+    is cached: a lookup that starts after this one finished reads the connection afresh.
     """
     import asyncio
 
@@ -667,6 +711,15 @@ async def _shared_lookup(conn_id: str, lookup: Callable[[str], Awaitable[Any]]) 
         task = pending[conn_id] = loop.create_task(lookup(conn_id))
         task.add_done_callback(lambda _: pending.pop(conn_id, None))
     return await asyncio.shield(task)  # one waiter cancelled does not cancel the others' lookup
+
+
+@cache
+def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """The async calls' timeouts, made once per value (every poll of every trigger uses them): waiting for a pooled
+    connection and connecting count as connecting (nothing sent yet, capped at 10 s); then each read."""
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=None, connect=seconds, sock_connect=min(10.0, seconds), sock_read=seconds)
 
 
 def _loop_sessions() -> dict[str, aiohttp.ClientSession]:
@@ -697,14 +750,17 @@ async def _close_at_shutdown(loop: asyncio.AbstractEventLoop, sessions: dict[str
             await session.close()
 
 
-@dataclass(frozen=True)
-class _Call:
+class _Call(NamedTuple):
     """What :func:`_watch` asks its driver for: a call of the hook's ``method`` (``get_status``, ``get_result``,
-    ``cancel``; the async side calls their ``a``-prefixed twins) with ``kwargs``, or, without a method, a sleep."""
+    ``cancel``; the async side calls their ``a``-prefixed twins) with ``kwargs``, or, without a method, a sleep.
+    (A tuple: one is made per poll.)"""
 
     method: str | None
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: Mapping[str, Any] = MappingProxyType({})
     seconds: float = 0.0
+
+
+_READ_STATUS = _Call("get_status")
 
 
 def _watch(
@@ -727,7 +783,7 @@ def _watch(
     progress = Progress(request_id, log, since=time.time() if since is None else since)
     deadline = time.monotonic() + timeout
     while True:
-        status: RequestStatus = yield _Call("get_status")
+        status: RequestStatus = yield _READ_STATUS
         progress.update(status.status, status.queue_position)
         if status.is_finished:
             result: RequestResult = yield _Call("get_result", {"include_cost": include_cost})

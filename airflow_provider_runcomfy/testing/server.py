@@ -445,6 +445,8 @@ def create_app(state: State) -> Starlette:
             if request.method == "GET" and action in ("log", "stats"):
                 with state.lock:
                     return JSONResponse(list(state.log) if action == "log" else state.stats())
+            if request.method == "GET" and action == "cpu":  # this process's CPU seconds: what a load costs it
+                return JSONResponse({"cpu_seconds": time.process_time()})
             body = await request.json() if request.method == "POST" and action not in ("reset", "release") else None
             if action in ("faults", "outcomes"):
                 state.add_rules(body)

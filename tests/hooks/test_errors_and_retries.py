@@ -46,6 +46,8 @@ def parse(status_code: int, body: bytes, headers: dict | None = None):
         (502, b"<html>Bad Gateway</html>", RunComfyServerError, None),
         (200, b"not json", RunComfyServerError, None),
         (200, b'{"error_code": 123, "error_message": "refused"}', RunComfyError, 123),
+        # an error code beside the fields of an answer is still an error
+        (200, b'{"request_id": "r", "status": "completed", "error_code": 124}', RunComfyError, 124),
     ],
 )
 def test_answers_map_to_errors(status_code, body, error, code):

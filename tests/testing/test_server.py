@@ -424,6 +424,7 @@ def test_control_api_over_http_and_no_token_in_the_log(runcomfy_server):
     assert log.json()[0]["body"] == {"prompt": "a cat"}
     stats = requests.get(f"{url}/_control/stats").json()
     assert stats == {"submits": 1, "cancels": 0, "jobs": 1, "requests": 4}
+    assert requests.get(f"{url}/_control/cpu").json()["cpu_seconds"] > 0  # what a benchmark's load costs the server
 
     assert requests.post(f"{url}/_control/reset").status_code == 200
     assert requests.get(f"{url}/_control/stats").json() == {"submits": 0, "cancels": 0, "jobs": 0, "requests": 0}
