@@ -13,8 +13,9 @@ from airflow_provider_runcomfy.testing.server import LOCAL_TEXT_TO_IMAGE
 
 T2V = "pixverse/pixverse/v5.5/text-to-video"
 I2V = "pixverse/pixverse/v5.5/image-to-video"
-# RunComfy's own pages for the two PixVerse models, where the seed documents live (not shipped with the repo).
-PAGES = Path("/work/shared/runcomfy-api")
+# RunComfy's own pages for the two PixVerse models: the project's shared documents beside the repository (not
+# shipped with it; CI has them there too).
+PAGES = Path(__file__).resolve().parents[3] / "shared" / "runcomfy-api"
 
 
 def api(server, method: str, path: str, **kwargs) -> requests.Response:
