@@ -16,7 +16,6 @@ from airflow_provider_runcomfy.exceptions import (
     RunComfyInvalidInputError,
     RunComfyNotFoundError,
 )
-from airflow_provider_runcomfy.schemas.catalog import check_against_schema
 
 if TYPE_CHECKING:
     from airflow_provider_runcomfy.hooks.runcomfy import RunComfyHook
@@ -81,6 +80,8 @@ def estimate_before_submit(
             log.warning("%s is not in RunComfy's catalog: its inputs are submitted unchecked", model_id)
         return None, "the model is not in RunComfy's catalog"
     if validate and catalog_check != "off" and model.input_schema:
+        from airflow_provider_runcomfy.schemas.catalog import check_against_schema  # at run time, not at parse time
+
         check_against_schema(model_id, model.input_schema, body)
     estimate = model.estimate(body)
     if estimate is None:
