@@ -20,18 +20,21 @@ BALANCE_PATH = "/prod/v2/balance"  # RunComfy serves it on another host (api.run
 
 
 @cache
-def _models() -> tuple[dict[str, Any], ...]:
-    return tuple(json.loads(Path(__file__).with_name("catalog.json").read_text())["models"])
+def _models() -> dict[str, dict[str, Any]]:
+    """The catalog's entries by model id, in catalog.json's order (read once; never handed out to be changed)."""
+    models = json.loads(Path(__file__).with_name("catalog.json").read_text())["models"]
+    return {model["model_id"]: model for model in models}
 
 
-def catalog_models() -> dict[str, dict[str, Any]]:
-    """Every catalog entry by model id (a copy: a test may change it)."""
-    return {model["model_id"]: copy.deepcopy(model) for model in _models()}
+def model_ids() -> list[str]:
+    """The ids of the models the local catalog lists."""
+    return list(_models())
 
 
 def input_schema(model_id: str) -> dict[str, Any] | None:
     """The input schema of a model in the local catalog, or ``None`` for a model it does not list."""
-    return next((copy.deepcopy(m["input_schema"]) for m in _models() if m["model_id"] == model_id), None)
+    model = _models().get(model_id)
+    return None if model is None else copy.deepcopy(model["input_schema"])
 
 
 def schema_errors(model_id: str, body: Any) -> list[str] | None:
@@ -65,7 +68,7 @@ async def list_models(request: Request) -> Response:
         return JSONResponse({"code": 400000, "error": "InvalidInput", "message": "limit and offset are numbers"}, 400)
     found = [
         model
-        for model in _models()
+        for model in _models().values()
         if (not search or search in f"{model['model_id']} {model['display_name']} {model['description']}".lower())
         and (not category or category in model["categories"])
     ]
@@ -76,7 +79,7 @@ async def list_models(request: Request) -> Response:
 async def get_model(request: Request) -> Response:
     """``GET /v1/models/{model_id}``: the model with its input schema; 404 for a model the catalog lacks."""
     model_id = request.path_params["model_id"]
-    model = next((m for m in _models() if m["model_id"] == model_id), None)
+    model = _models().get(model_id)
     if model is None:
         return JSONResponse({"code": 404002, "error": "ModelNotFound", "message": f"unknown model {model_id!r}"}, 404)
     return JSONResponse(_entry(model, True))

@@ -128,7 +128,7 @@ class State:
     ):
         self.tokens = list(tokens)
         # None: any well-formed model id is served; otherwise only these and the catalog's (PixVerse, local tests).
-        known = set(MODEL_INPUTS) | set(LOCAL_MODELS) | set(catalog.catalog_models())
+        known = set(MODEL_INPUTS) | set(LOCAL_MODELS) | set(catalog.model_ids())
         self.model_ids = None if model_ids is None else known | set(model_ids)
         self.fetch_inputs = False  # fetch every URL input at submit, as RunComfy does (set_fetch_inputs)
         self.default_clock = {"queue_seconds": queue_seconds, "run_seconds": run_seconds}
