@@ -176,6 +176,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--s3-rounds", type=int, default=3, help="rounds with the S3 rows (moto is slow)")
     parser.add_argument("--quick", action="store_true", help="100 MiB, one round; RESULTS.md is left alone")
+    parser.add_argument(
+        "--only", nargs="+", choices=CONTENDERS, help="these contenders, for exploring; RESULTS.md is left alone"
+    )
+    parser.add_argument("--size-mib", type=int, nargs="+", help="these sizes, for exploring; RESULTS.md is left alone")
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--destination", help=argparse.SUPPRESS)
@@ -185,6 +189,8 @@ def main() -> None:
         return
 
     sizes, rounds = ((SIZES[0],), 1) if args.quick else (SIZES, args.rounds)
+    sizes = tuple(mib * MiB for mib in args.size_mib) if args.size_mib else sizes
+    contenders = args.only or CONTENDERS
     os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
     samples: dict[tuple[str, int], list[dict[str, Any]]] = {}
     # Files go to memory (tmpfs) when there is room: the disk's writeback would decide the throughput, not the copier.
@@ -202,7 +208,7 @@ def main() -> None:
         index = 0
         for round_no in range(rounds):
             for size in sizes:
-                for contender in CONTENDERS:
+                for contender in contenders:
                     if contender.endswith("_s3") and round_no >= args.s3_rounds:
                         continue
                     index += 1
@@ -210,6 +216,8 @@ def main() -> None:
                     samples.setdefault((contender, size), []).append(sample)
                     brief = ", ".join(f"{k}={v:.3g}" for k, v in sample.items() if v is not None)
                     print(f"round {round_no + 1}/{rounds} {size // MiB} MiB {contender}: {brief}", flush=True)
+    if args.only or args.size_mib:
+        return  # exploring: the lines above are the result
     markdown = report(samples, sizes, (rounds, min(rounds, args.s3_rounds)), airflow_rss, shm is not None)
     print(markdown)
     if not args.quick:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow_provider_runcomfy.exceptions import RunComfyError, RunComfyInvalidInputError
+from airflow_provider_runcomfy.io.s3 import S3PartsWriter
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -156,9 +157,12 @@ def copy_output(
             raise RunComfyError(f"Output {url} is {stream.length} bytes, over the limit of {max_bytes}")
         if destination.protocol in ("", "file", "local"):
             destination.parent.mkdir(parents=True, exist_ok=True)
-        direct = _commits_on_request(destination)
-        target = destination if direct else destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.part")
-        out = target.open("wb", block_size=UPLOAD_PART_BYTES, **({"autocommit": False} if direct else {}))
+        direct = _writes_parts(destination)
+        if direct:
+            target, out = destination, S3PartsWriter(destination.fs, destination.path, UPLOAD_PART_BYTES)
+        else:
+            target = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.part")
+            out = target.open("wb", block_size=UPLOAD_PART_BYTES)
         try:
             size, sha256 = _write_hashed(stream.chunks, out, url=url, max_bytes=max_bytes)
             out.close()  # sends what is buffered; on a committing store, nothing is visible yet
@@ -169,15 +173,13 @@ def copy_output(
             else:
                 target.replace(destination)
         except BaseException:
-            # Best effort, in fsspec's order for a failed transaction: close (an upload sends its buffered tail),
-            # then discard (the multipart upload is aborted, parts and all) or delete the temporary file. The
+            # Best effort: abort the multipart upload (parts and all), or close and delete the temporary file. The
             # destination itself was never touched.
-            with contextlib.suppress(Exception):
-                out.close()
             with contextlib.suppress(Exception):
                 if direct:
                     out.discard()
                 else:
+                    out.close()
                     target.unlink(missing_ok=True)
             raise
     return StoredFile(str(destination), size, sha256)
@@ -209,17 +211,13 @@ def _write_hashed(chunks: Iterable[bytes], out: Any, *, url: str, max_bytes: int
     return size, digest.hexdigest()
 
 
-# Filesystems whose writer, opened with autocommit=False, shows nothing until commit() and leaves nothing after
-# discard(): the copy writes straight to the destination there, as a rename would be a server-side copy of the whole
-# object and a delete. s3fs's is a multipart upload that only commit() completes and discard() aborts. Elsewhere the
-# copy writes a temporary name and renames it once complete: local files and memory show a write as it goes, adlfs
-# commits its blocks on close() whatever the autocommit, and gcsfs (which reads like s3fs) is not tested here.
-_COMMITTING_WRITERS = frozenset({"s3fs"})
-
-
-def _commits_on_request(destination: ObjectStoragePath) -> bool:
-    """Whether ``destination``'s filesystem shows a file only when its writer commits (see above)."""
-    return type(destination.fs).__module__.partition(".")[0] in _COMMITTING_WRITERS
+def _writes_parts(destination: ObjectStoragePath) -> bool:
+    """Whether the copy writes straight to ``destination``: on S3 (s3fs), as a multipart upload that shows nothing
+    until completed (:class:`S3PartsWriter`); there a rename would be a server-side copy of the whole object and a
+    delete. Elsewhere the copy writes a temporary name and renames it once complete: local files and memory show a
+    write as it goes, adlfs commits its blocks on close() whatever the autocommit, and gcsfs (which reads like s3fs)
+    is not tested here."""
+    return type(destination.fs).__module__.partition(".")[0] == "s3fs"
 
 
 def sha256_of(path: ObjectStoragePath) -> str:

@@ -1,0 +1,108 @@
+"""Writing to S3 with several parts in flight, through the destination's own s3fs filesystem.
+
+s3fs's writer sends one part at a time, and fsspec has no setting for more. This writer sends up to
+:data:`PARTS_IN_FLIGHT` parts at once on the filesystem's event loop, with its client: the connection's
+credentials, endpoint, signer, proxies and extra arguments (such as server-side encryption) all apply, as they do to
+s3fs's own writes. It shows nothing at the key until :meth:`commit`; :meth:`discard` aborts the upload, parts and all.
+Each part carries a CRC32, as boto3's managed transfer sends by default, so S3 checks every part on arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import zlib
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from s3fs import S3FileSystem
+
+#: Parts uploading at once: enough to keep a link busy while the next part downloads, few enough that a copy holds
+#: a bounded amount of memory (each part is held until S3 has it).
+PARTS_IN_FLIGHT = 3
+_CHECKSUM = {"ChecksumAlgorithm": "CRC32"}
+
+
+class S3PartsWriter:
+    """A binary writer (``write``, ``close``, ``commit``, ``discard``) to one S3 key, like s3fs's own opened with
+    ``autocommit=False``. A body smaller than one part is sent with one ``PutObject`` at commit: atomic as well."""
+
+    def __init__(self, fs: S3FileSystem, path: str, part_bytes: int) -> None:
+        self.fs, self.path, self.part_bytes = fs, path, part_bytes
+        self.bucket, self.key, _ = fs.split_path(path)
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._upload_id: str | None = None
+        self._sending: deque[tuple[Future[dict[str, Any]], str]] = deque()  # (upload, its part's CRC32), in order
+        self._parts: list[dict[str, Any]] = []
+
+    def write(self, data: bytes) -> int:
+        self._buffer.append(data)
+        self._buffered += len(data)
+        if self._buffered >= self.part_bytes:
+            self._send_part()
+        return len(data)
+
+    def close(self) -> None:
+        """Send the last part of a multipart upload and wait for every part; the key shows nothing yet."""
+        if self._upload_id is not None:
+            if self._buffered:
+                self._send_part()
+            while self._sending:
+                self._received(self._sending.popleft())
+
+    def commit(self) -> None:
+        if self._upload_id is None:
+            self._call("put_object", Body=b"".join(self._buffer), **_CHECKSUM)
+        else:
+            self.close()
+            self._call("complete_multipart_upload", UploadId=self._upload_id, MultipartUpload={"Parts": self._parts})
+        self.fs.invalidate_cache(self.path)
+
+    def discard(self) -> None:
+        """Abort the upload once no part is in flight (a part finishing after an abort could leave it behind)."""
+        for sending, _ in self._sending:
+            with contextlib.suppress(Exception):
+                sending.result()
+        self._sending.clear()
+        if self._upload_id is not None:
+            self._call("abort_multipart_upload", UploadId=self._upload_id)
+
+    def _send_part(self) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._call("create_multipart_upload", **_CHECKSUM)["UploadId"]
+        while len(self._sending) >= PARTS_IN_FLIGHT:
+            self._received(self._sending.popleft())
+        body = b"".join(self._buffer)
+        self._buffer, self._buffered = [], 0
+        checksum = _crc32(body)  # here, on the writing thread, not by botocore on the loop that sends every part
+        number = len(self._parts) + len(self._sending) + 1
+        upload = self.fs._call_s3(  # as s3fs's own writer calls it
+            "upload_part",
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            # A file, which aiohttp sends in small pieces: handed bytes, it would copy what the socket does not take
+            # at once, most of the part, into the connection's buffer.
+            Body=io.BytesIO(body),
+            ChecksumCRC32=checksum,
+        )
+        self._sending.append((asyncio.run_coroutine_threadsafe(upload, self.fs.loop), checksum))
+
+    def _received(self, sending: tuple[Future[dict[str, Any]], str]) -> None:
+        upload, checksum = sending
+        answer = upload.result()
+        self._parts.append({"PartNumber": len(self._parts) + 1, "ETag": answer["ETag"], "ChecksumCRC32": checksum})
+
+    def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        return self.fs.call_s3(method, Bucket=self.bucket, Key=self.key, **kwargs)
+
+
+def _crc32(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
