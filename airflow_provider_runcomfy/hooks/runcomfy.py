@@ -783,6 +783,7 @@ def _watch(
     progress = Progress(request_id, log, since=time.time() if since is None else since)
     deadline = time.monotonic() + timeout
     while True:
+        read_at = time.monotonic()
         status: RequestStatus = yield _READ_STATUS
         progress.update(status.status, status.queue_position)
         if status.is_finished:
@@ -803,7 +804,10 @@ def _watch(
                 cancelled=cancelled,
                 request_id=request_id,
             )
-        yield _Call(None, seconds=min(poll_interval, remaining))
+        # Reads start one interval apart: the round trips (tens of ms each at thousands of triggers) do not add to
+        # the interval, and a read slower than the interval is followed at once.
+        until_next_read = max(0.0, poll_interval - (time.monotonic() - read_at))
+        yield _Call(None, seconds=min(until_next_read, remaining))
 
 
 class Progress:

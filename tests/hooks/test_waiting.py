@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import pytest
@@ -128,3 +129,23 @@ def test_each_change_of_state_is_logged_once(caplog):
         "RunComfy request r is in_queue (queue position 0)",
         "RunComfy request r is completed",
     ]
+
+
+def test_reads_start_one_interval_apart_whatever_their_round_trip(monkeypatch):
+    """Reads taking 0.3 s still start 1 s apart (sleeping 1 s after each answer, they would start 1.3 s apart, and
+    a finish could wait 1.3 s to be seen); a read slower than the interval (1.4 s) is followed at once."""
+    import airflow_provider_runcomfy.hooks.runcomfy as hook_module
+
+    clock = [100.0]
+    monkeypatch.setattr(hook_module.time, "monotonic", lambda: clock[0])
+    watch = _watch("r", LOG, 3600, 1.0, False, True)
+    call, starts = watch.send(None), []
+    for took in (0.3, 0.3, 1.4, 0.3, 0.3):
+        assert call.method == "get_status"
+        starts.append(clock[0])
+        clock[0] += took
+        call = watch.send(status("in_progress"))
+        assert call.method is None
+        clock[0] += call.seconds
+        call = watch.send(None)
+    assert [round(b - a, 6) for a, b in itertools.pairwise(starts)] == [1.0, 1.0, 1.4, 1.0]
