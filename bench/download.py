@@ -371,6 +371,7 @@ def report(
                 curl_rate=curl_rate,
                 bound=two_core_bound(big),
                 bound_ratio=two_core_bound(big) / curl_rate,
+                need=0.8 * curl_rate / two_core_bound(big),
                 coreutils=ratio("runcomfy_file", "curl_sha256sum", big),
                 runcomfy_complete=runcomfy_complete,
                 runcomfy_parts=runcomfy_seconds - runcomfy_complete,
@@ -390,7 +391,10 @@ holds the chunks its writer thread has yet to write (up to an 8 MiB part and a 4
 received and hashed while the writer sends one) and, on S3, the part being filled and up to three parts in flight,
 each held until S3 has it, so what it adds does not grow with the file; `naive` holds the whole body, twice while
 `requests` joins it and more on S3; `boto3_s3` reads up to ten parts ahead of its four upload threads (s3transfer's
-`max_in_memory_upload_chunks`). No process that has imported Airflow is under 100 MB, whatever it copies.
+`max_in_memory_upload_chunks`). On S3, what `runcomfy` adds at 1 GiB is above what it adds at 100 MiB by what
+glibc's allocator keeps of the freed parts (8 MiB blocks made on one thread and freed on another, above the size
+at which glibc starts keeping them): with `MALLOC_MMAP_THRESHOLD_=1048576` it added 45 and 48 MiB (two rounds, while
+this version was written), at some speed. No process that has imported Airflow is under 100 MB, whatever it copies.
 
 Speed to files. `curl` only moves bytes; `runcomfy` also computes the sha256 it records, which alone costs {sha:.2f}
 ms of CPU per MiB on this machine (OpenSSL's, through hashlib; the CPU column counts every thread). It hashes each
@@ -398,10 +402,11 @@ chunk on the thread that received it, while the chunk is still in the CPU's cach
 (writes release the GIL). The local server sending the file shares the same two cores: {server:.2f} ms of CPU per
 MiB it sent, measured in this run. With `runcomfy`'s {runcomfy_cpu:.2f} ms per MiB, the two would fill both cores at
 {bound:.0f} MB/s without a moment's wait: {bound_ratio:.2f}x this run's `curl` ({curl_rate:.0f} MB/s at {size} MiB,
-{curl_cpu:.2f} ms per MiB on one thread). So 0.8x `curl` is out of reach on this machine for a copier that hashes
-what it copies, however it spreads the work; the runs that met it (0.86x-0.93x at 1 GiB) had a slower `curl`, on a
-busier machine. Receiving on a third thread, so that the first one only hashes, made no difference beyond the noise
-(1 GiB, alternated, quiet machine: 1095-1212 against 995-1206 MB/s). The same file and its checksum from a shell,
+{curl_cpu:.2f} ms per MiB on one thread). 0.8x `curl` would keep both cores busy {need:.0%} of the time: out of reach
+on this machine for a copier that hashes what it copies, however it spreads the work (the runs that met it, 0.86x-0.93x
+at 1 GiB, had a slower `curl`, on a busier machine). Receiving on a third thread, so that the first one only
+hashes, made no difference beyond the noise (1 GiB, alternated, quiet machine: 1095-1212 against 995-1206 MB/s). The
+same file and its checksum from a shell,
 `curl_sha256sum` (coreutils' `sha256sum`, which here does not use the CPU's SHA instructions), is {coreutils:.1f}x
 slower than `runcomfy`. A copy also pays about 6 ms once that `curl` does not: Airflow loads its filesystem registry
 on the first open of an `ObjectStoragePath` (about 3 ms a process) and `requests` sets up its first request

@@ -451,9 +451,9 @@ spent in garbage collections (`gc.callbacks`). Peak RSS is the process's `ru_max
 `wait4`; in brackets, its peak before watching (interpreter, Airflow, the N ids). The delay is the event's time minus
 the job's `finished_at` from the result call. It has two parts: until the first status read that could see the job
 finished reached the server (at most one interval, if reads keep their cadence), then that read's answer and the
-result call's round trip. Every watcher here sleeps one interval after each answer, so reads come every interval
-plus one round trip, and the worst case is one interval plus three round trips. (A fixed cadence would remove that
-drift, but would keep triggers that started together polling in synchronized bursts; it was tried and not adopted.)
+result call's round trip. `runcomfy` starts each status read one interval after the previous one started (a read
+slower than the interval is followed at once), so the round trips do not add to the interval; the other watchers
+sleep one interval after each answer, so their reads come every interval plus one round trip.
 
 What the provider spends beyond the aiohttp floor, per job: two log lines (one per state change, through Airflow's
 structlog: about 15 us each on a warm logger, 20-25 us among the polls), each answer parsed into a pydantic model
@@ -474,13 +474,16 @@ loop answers about 5000 requests a second: most of one core for the watcher, and
 says. Garbage collection takes a larger share of the watcher's CPU there, for the floor as for `runcomfy`: requests
 in flight and sleeping triggers outlive the young generations, and each full collection walks Airflow's heap and the
 5000 triggers. The round trips, queued in the loop and in the session's 100-connection pool, grow to tens of
-milliseconds, and since each read waits one interval after the previous answer, they add to every interval: the p95
-delay passes the interval. In the runs made while this version was written, the floor's p95 at N = 5000 went from
-0.92 to 1.26 s (within the interval in 4 of 11) and `runcomfy`'s from 1.0 to 1.3 s (2.4 s once, on the shared
-machine): its extra CPU puts its loop nearer a full core, where the queues grow faster; which of the two is worse in
-the table above is chance. Spreading each trigger's first read over one interval (tried, not adopted) gave 1.03-1.07 s
-on the quiet machine: the bursts go, the drift stays. Reads on a fixed cadence, with the first reads spread that way,
-would remove both; that changes when a trigger reads, and was not tried."""
+milliseconds: where each read waits one interval after the previous answer, as the floor's do, they add to every
+interval, and the p95 delay passes it (the floor's went from 0.92 to 1.26 s over the runs made for round two, and so
+did `runcomfy`'s, 1.0 to 1.3 s, when it read that way). Reads that start one interval apart keep it. Two other rules
+were measured at N = 5000 while this one was chosen, three rounds each on the quiet machine, against the
+reads-after-answers rule's p95 of 0.97-1.05 s: reads on a fixed grid with each request's own phase in the interval
+(so that triggers started together do not read in one burst; a tick missed by a slow read skipped), 1.09-1.51 s, max
+1.7-2.0 s; and one interval from each read's start with the first read delayed by that phase, 1.09-1.34 s. At 5000
+reads a second the loop is near a full core: reads that keep their cadence make more requests (4.9-5.3 a job,
+against 4.3 for reads after answers), start late, and on the grid a late read skips a tick. The rule kept reads at
+once, then one interval from each start, with no phase: p95 0.66-0.90 s in the same conditions."""
 
 
 def chart(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[int, ...], interval: float) -> None:
