@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from s3fs import S3FileSystem
-
 #: Parts uploading at once: enough to keep a link busy while the next part downloads, few enough that a copy holds
 #: a bounded amount of memory (each part is held until S3 has it).
 PARTS_IN_FLIGHT = 3
@@ -32,7 +30,8 @@ class S3PartsWriter:
     """A binary writer (``write``, ``close``, ``commit``, ``discard``) to one S3 key, like s3fs's own opened with
     ``autocommit=False``. A body smaller than one part is sent with one ``PutObject`` at commit: atomic as well."""
 
-    def __init__(self, fs: S3FileSystem, path: str, part_bytes: int) -> None:
+    def __init__(self, fs: Any, path: str, part_bytes: int) -> None:
+        """``fs``: the destination's ``s3fs.S3FileSystem`` (s3fs comes with the amazon provider, not this one)."""
         self.fs, self.path, self.part_bytes = fs, path, part_bytes
         self.bucket, self.key, _ = fs.split_path(path)
         self._buffer: list[bytes] = []
