@@ -388,13 +388,12 @@ FLAT_MIB = 8  # "flat": what it adds grows by at most one part from the smaller 
 NOTES = """Memory. The RSS before copying is the contender's own process after its imports (Airflow, the provider,
 requests, and s3fs for `s3://`; boto3's S3 client for `boto3_s3`); the copy adds what it holds on top. `runcomfy`
 holds the chunks its writer thread has yet to write (up to an 8 MiB part and a 4 MiB chunk: the next part is
-received and hashed while the writer sends one) and, on S3, the part being filled and up to three parts in flight,
-each held until S3 has it, so what it adds does not grow with the file; `naive` holds the whole body, twice while
-`requests` joins it and more on S3; `boto3_s3` reads up to ten parts ahead of its four upload threads (s3transfer's
-`max_in_memory_upload_chunks`). On S3, what `runcomfy` adds at 1 GiB is above what it adds at 100 MiB by what
-glibc's allocator keeps of the freed parts (8 MiB blocks made on one thread and freed on another, above the size
-at which glibc starts keeping them): with `MALLOC_MMAP_THRESHOLD_=1048576` it added 45 and 48 MiB (two rounds, while
-this version was written), at some speed. No process that has imported Airflow is under 100 MB, whatever it copies.
+received and hashed while the writer sends one) and, on S3, four 8 MiB part buffers (the part being filled and up
+to three in flight, each until S3 has it), reused from part to part, so what it adds does not grow with the file;
+`naive` holds the whole body, twice while `requests` joins it and more on S3; `boto3_s3` reads up to ten parts ahead
+of its four upload threads (s3transfer's `max_in_memory_upload_chunks`). (Joining each part into new bytes instead,
+as the first version of the S3 writer did, added 45 MiB at 100 MiB and 61 MiB at 1 GiB: glibc kept some of the freed
+8 MiB blocks.) No process that has imported Airflow is under 100 MB, whatever it copies.
 
 Speed to files. `curl` only moves bytes; `runcomfy` also computes the sha256 it records, which alone costs {sha:.2f}
 ms of CPU per MiB on this machine (OpenSSL's, through hashlib; the CPU column counts every thread). It hashes each
