@@ -31,6 +31,7 @@ import gc
 import importlib
 import json
 import os
+import random
 import time
 from datetime import datetime
 from pathlib import Path
@@ -53,7 +54,7 @@ KEEPING_UP = {5000: ("runcomfy", "floor_aiohttp")}
 TRIGGERER_CAPACITY = 1000  # Airflow's default [triggerer] capacity
 
 
-FIRST_FINISH, SPREAD = 2.0, 3.0  # job i of N finishes FIRST_FINISH + SPREAD * i / N seconds after the watch begins
+FIRST_FINISH, SPREAD = 2.0, 3.0  # the jobs finish FIRST_FINISH + SPREAD * i / N seconds after the watch begins
 
 
 def contenders(n: int) -> tuple[str, ...]:
@@ -216,11 +217,13 @@ async def child(contender: str, n: int, url: str, interval: float) -> dict[str, 
         collecting.append(-time.process_time() if phase == "start" else time.process_time())
 
     server_cpu = httpx.get(f"{url}/_control/cpu").json()["cpu_seconds"]
+    collections = [stats["collections"] for stats in gc.get_stats()]
     gc.callbacks.append(gc_timer)
     wall, cpu = time.perf_counter(), time.process_time()
     events = await asyncio.gather(*(timed(request_id) for request_id in request_ids))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     gc.callbacks.remove(gc_timer)
+    collections = [stats["collections"] - before for stats, before in zip(gc.get_stats(), collections, strict=True)]
     server_cpu = httpx.get(f"{url}/_control/cpu").json()["cpu_seconds"] - server_cpu
     if hasattr(watch, "aclose"):
         await watch.aclose()
@@ -232,6 +235,7 @@ async def child(contender: str, n: int, url: str, interval: float) -> dict[str, 
     return {
         "cpu": cpu,
         "gc_cpu": sum(collecting),
+        "collections": collections,
         "wall": wall,
         "server_cpu": server_cpu,
         "baseline_rss_mb": baseline_rss,
@@ -251,10 +255,11 @@ def measure(contender: str, n: int, url: str, interval: float, env: dict[str, st
     # The warm-up job finishes at once; the others wait in the queue until the child releases them, then finish
     # spread over SPREAD seconds: none before the watch begins, however long the submits took.
     rules = [{"outcome": "succeeded", "queue_seconds": 0, "run_seconds": 0.1}]
-    rules += [
-        {"outcome": "succeeded", "queue_seconds": 2 * WATCH_LIMIT, "run_seconds": FIRST_FINISH + SPREAD * i / n}
-        for i in range(n)
-    ]
+    # In shuffled order: the watchers start, and read, in the order of the submits, and finishes in that same order
+    # would line up with the reads, which favours a watcher that reads in bursts (see NOTES).
+    finishes = [FIRST_FINISH + SPREAD * i / n for i in range(n)]
+    random.Random(n).shuffle(finishes)
+    rules += [{"outcome": "succeeded", "queue_seconds": 2 * WATCH_LIMIT, "run_seconds": run} for run in finishes]
     httpx.post(f"{url}/_control/outcomes", json=rules).raise_for_status()
     args = [_common.PYTHON, __file__, "--child", contender, "--n", str(n), "--url", url, "--interval", str(interval)]
     if n > TRIGGERER_CAPACITY:  # as a user would, to run n triggers in one triggerer
@@ -278,6 +283,7 @@ def measure(contender: str, n: int, url: str, interval: float, env: dict[str, st
     return {
         "cpu_per_1000": 1000 * out["cpu"] / len(calls),
         "gc_share": out["gc_cpu"] / out["cpu"],
+        "full_collections": float(out["collections"][2]),
         "server_cpu_per_1000": 1000 * out["server_cpu"] / len(calls),
         "server_busy": out["server_cpu"] / out["wall"],  # of one core, while the watch ran
         "peak_rss_mb": run.peak_rss_mb,
@@ -347,7 +353,8 @@ def report(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[in
         [
             n,
             f"`{contender}`",
-            f"{med(contender, n, 'cpu_per_1000'):.3f} ({100 * med(contender, n, 'gc_share'):.0f}%)",
+            f"{med(contender, n, 'cpu_per_1000'):.3f} ({100 * med(contender, n, 'gc_share'):.0f}%;"
+            f" {med(contender, n, 'full_collections'):.0f})",
             f"{med(contender, n, 'peak_rss_mb'):.0f} ({med(contender, n, 'baseline_rss_mb'):.0f})",
             f"{med(contender, n, 'requests_per_job'):.2f}",
             f"{med(contender, n, 'connections'):.0f}",
@@ -360,7 +367,7 @@ def report(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[in
     headers = [
         "N",
         "watcher",
-        "CPU s / 1000 requests (of which garbage collection)",
+        "CPU s / 1000 requests (of which garbage collection; full collections)",
         "peak RSS MiB (before watching)",
         "HTTP requests / job",
         "TCP connections",
@@ -396,7 +403,7 @@ def report(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[in
         verdicts.append(
             [
                 f"N={n}: finish-to-event delay <= one poll interval ({interval:g} s)",
-                f"p95 {p95:.2f} s, max {worst:.2f} s; the read that saw it: max {seen:.2f} s",
+                f"p95 {p95:.3f} s, max {worst:.2f} s; the read that saw it: max {seen:.2f} s",
                 verdict(p95 <= interval)
                 + (" (p95; the max adds the two calls' round trips)" if worst > interval else ""),
             ]
@@ -423,9 +430,9 @@ def report(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[in
     return "\n\n".join(
         [
             "## Waiting at scale: `bench/trigger_fanout.py`",
-            f"_{_common.machine()}. Poll interval {interval:g} s; job i of N finishes {FIRST_FINISH:g} + "
-            f"{SPREAD:g}·i/N s after the watch begins; {rounds} rounds, medians; ratios are medians of per-round "
-            "ratios._",
+            f"_{_common.machine()}. Poll interval {interval:g} s; the N jobs finish {FIRST_FINISH:g} to "
+            f"{FIRST_FINISH + SPREAD:g} s after the watch begins, evenly spread, in an order shuffled against the "
+            f"submits; {rounds} rounds, medians; ratios are medians of per-round ratios._",
             _common.table(headers, rows),
             _common.table(["target", "measured", "verdict"], verdicts),
             f"Shared client: at the end of every `runcomfy` run the hooks of the loop held {clients} aiohttp "
@@ -440,52 +447,59 @@ def report(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[in
 
 
 NOTES = """How it is measured. Each watcher runs in a process of its own shaped like a triggerer's runner: Airflow
-imported, logs rendered as JSON for the supervisor (to a file here); at N = 5000, above a triggerer's default
-capacity of 1000 triggers, with `[triggerer] capacity` raised to 5000 (`AIRFLOW__TRIGGERER__CAPACITY`) as a user
-would (the child refuses more triggers than its capacity). It first watches one job to its end, unmeasured (lazy
-imports, the first connection lookup, the first TCP connection are paid once per triggerer, not per poll), and makes
-a full garbage collection. The N jobs wait in the server's queue until the child releases them just before its watch
-begins (5000 submits take seconds), so none finishes before. CPU is `time.process_time()` from the first poll to the
-last event, divided by the status and result requests the server logged for those jobs; in brackets, the share of it
-spent in garbage collections (`gc.callbacks`). Peak RSS is the process's `ru_maxrss`, read by the parent with
-`wait4`; in brackets, its peak before watching (interpreter, Airflow, the N ids). The delay is the event's time minus
-the job's `finished_at` from the result call. It has two parts: until the first status read that could see the job
-finished reached the server (at most one interval, if reads keep their cadence), then that read's answer and the
-result call's round trip. `runcomfy` starts each status read one interval after the previous one started (a read
-slower than the interval is followed at once), so the round trips do not add to the interval; the other watchers
-sleep one interval after each answer, so their reads come every interval plus one round trip.
+imported, logs rendered as JSON for the supervisor (to a file here); at N = 5000, above a triggerer's default capacity
+of 1000 triggers, with `[triggerer] capacity` raised to 5000 (`AIRFLOW__TRIGGERER__CAPACITY`) as a user would (the child
+refuses more triggers than its capacity). It first watches one job to its end, unmeasured (lazy imports, the first
+connection lookup, the first TCP connection are paid once per triggerer, not per poll), and makes a full garbage
+collection. The N jobs wait in the server's queue until the child releases them just before its watch begins (5000
+submits take seconds), so none finishes before. CPU is `time.process_time()` from the first poll to the last event,
+divided by the status and result requests the server logged for those jobs; in brackets, the share of it spent in
+garbage collections (`gc.callbacks`) and the number of full collections in the watch. Peak RSS is the process's
+`ru_maxrss`, read by the parent with `wait4`; in brackets, its peak before watching (interpreter, Airflow, the N ids).
+The delay is the event's time minus the job's `finished_at` from the result call. It has two parts: until the first
+status read that could see the job finished reached the server (at most one interval, if reads keep their cadence), then
+that read's answer and the result call's round trip. `runcomfy` starts each status read one interval after the previous
+one left the loop's queue of reads (a read slower than the interval is followed at once), so the round trips do not add
+to the interval; the other watchers sleep one interval after each answer, so their reads come every interval plus one
+round trip. The finishes are shuffled against the order in which the watchers start: in the same order, the reads of a
+burst (every watcher's first read is at once) line up with the finishes, and a watcher whose reads stay in bursts looked
+better than it is (`runcomfy` with reads one interval from each start, before the queue: p95 0.81 s at N = 5000 with
+finishes in submit order, 1.02 s shuffled).
 
 What the provider spends beyond the aiohttp floor, per job: two log lines (one per state change, through Airflow's
-structlog: about 15 us each on a warm logger, 20-25 us among the polls), each answer parsed into a pydantic model
-(from its bytes), and the trigger and hook objects with their coroutines, which the garbage collector walks. Replayed
-against a fake session, which leaves only the Python of each side (a profile taken while this version was written,
-not rerun here), the same watch took about 31 us per request for `runcomfy` and 10 us for the floor; the log lines
-were 9.5 of the 21 us between them. Until this version each hook's first log line also built a structlog logger of
-its own (about 50 us and a system call per trigger), each poll made a closure, a `ClientTimeout` and a dataclass (at
-N = 1000, one more full collection over Airflow's heap, 80-100 ms), and each hook parsed the shared connection again.
-(Tenacity, which runs the retry policy, is entered only after a failed first try. Entered on every call, in an
-earlier run of this benchmark, it put `runcomfy` at 0.31 and 0.42 CPU s per 1000 requests for N = 100 and 1000, with
-`http_hook` at 0.53 and 0.83: less than 2x cheaper.)
+structlog: about 15 us each on a warm logger, 20-25 us among the polls), each answer parsed into a pydantic model (from
+its bytes), and the trigger and hook objects with their coroutines, which the garbage collector walks. Replayed against
+a fake session, which leaves only the Python of each side (a profile taken while this version was written, not rerun
+here), the same watch took about 31 us per request for `runcomfy` and 10 us for the floor; the log lines were 9.5 of the
+21 us between them. Until this version each hook's first log line also built a structlog logger of its own (about 50 us
+and a system call per trigger), each poll made a closure, a `ClientTimeout` and a dataclass (at N = 1000, one more full
+collection over Airflow's heap, 80-100 ms), and each hook parsed the shared connection again. (Tenacity, which runs the
+retry policy, is entered only after a failed first try. Entered on every call, in an earlier run of this benchmark, it
+put `runcomfy` at 0.31 and 0.42 CPU s per 1000 requests for N = 100 and 1000, with `http_hook` at 0.53 and 0.83: less
+than 2x cheaper.)
 
-`floor_httpx` and `http_hook` fall behind their poll interval at N = 1000 (fewer requests per job, delays of
-seconds): they ran out of CPU on this 2-core machine, which the server shares. They are left out at N = 5000, where
-they could only say how far behind (and `http_hook` would open 5000 TCP connections a second). At N = 5000 one event
-loop answers about 5000 requests a second: most of one core for the watcher, and for the server what the line above
-says. Garbage collection takes a larger share of the watcher's CPU there, for the floor as for `runcomfy`: requests
-in flight and sleeping triggers outlive the young generations, and each full collection walks Airflow's heap and the
-5000 triggers. The round trips, queued in the loop and in the session's 100-connection pool, grow to tens of
-milliseconds: where each read waits one interval after the previous answer, as the floor's do, they add to every
-interval, and the p95 delay passes it (the floor's went from 0.92 to 1.26 s over the runs made for round two, and so
-did `runcomfy`'s, 1.0 to 1.3 s, when it read that way). Reads that start one interval apart keep it. Two other rules
-were measured at N = 5000 while this one was chosen, three rounds each on the quiet machine, against the
-reads-after-answers rule's p95 of 0.97-1.05 s: reads on a fixed grid with each request's own phase in the interval
-(so that triggers started together do not read in one burst; a tick missed by a slow read skipped), 1.09-1.51 s, max
-1.7-2.0 s; and one interval from each read's start with the first read delayed by that phase, 1.09-1.34 s. At 5000
-reads a second the loop is near a full core: reads that keep their cadence make more requests (4.9-5.3 a job,
-against 4.3 for reads after answers), start late, and on the grid a late read skips a tick. The rule kept reads at
-once, then one interval from each start, with no phase: p95 0.66-0.90 s in the same conditions. It has a cost at
-N = 1000: reads that start together stay together, and each burst queues for the session's 100 connections. In one
-alternated pair of runs, `runcomfy` used 1.45x the floor's CPU per request, against 1.32x reading after answers."""
+`floor_httpx` and `http_hook` fall behind their poll interval at N = 1000 (fewer requests per job, delays of seconds):
+they ran out of CPU on this 2-core machine, which the server shares. They are left out at N = 5000, where they could
+only say how far behind (and `http_hook` would open 5000 TCP connections a second). At N = 5000 one event loop answers
+about 5000 requests a second: most of one core for the watcher, and for the server what the line above says. Garbage
+collection takes a larger share of the watcher's CPU there, for the floor as for `runcomfy`: requests in flight and
+sleeping triggers outlive the young generations, and each full collection walks Airflow's heap and the 5000 triggers.
+The round trips, queued in the loop and in the session's 100-connection pool, grow to tens of milliseconds: where each
+read waits one interval after the previous answer, as the floor's do, they add to every interval. With the finishes'
+phases even over the interval, a read that keeps its cadence sees 95% of them within 0.95 s, which leaves 50 ms for the
+two round trips at the end of a wait: at N = 5000 on this machine they take more.
+
+Why reads count their interval from when they leave a queue. A thousand triggers started together read together. Counted
+from each read's start (the previous rule), they stayed together, every interval: a burst of a thousand requests, each
+waiting in the session's pool, all alive at once. The garbage collector counts live objects: a burst made about 60 young
+collections where spread reads made a few, and at N = 1000 about one more full collection over Airflow's heap (80-100
+ms) in a 5 s watch, 1.44x-1.54x the floor's CPU per request. Counted from each answer (the floor's rule), the wait in
+the pool spreads the reads out, but every round trip adds to the interval. Now status reads take turns through a queue
+of the loop's own, as wide as the pool (100), and the interval counts from the moment a read leaves it: the wait for a
+turn adds to the interval, so reads that queued together spread out; the round trip after it does not. Results and
+cancels, one per job, skip the queue. Each sleeping trigger also holds fewer objects (not its last answer, nor the call
+that asked for the sleep, nor an empty frozenset of its own): 24 tracked objects against 28, and 14 for the floor's bare
+loop."""
 
 
 def chart(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[int, ...], interval: float) -> None:

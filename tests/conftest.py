@@ -3,15 +3,19 @@ that lets a run change a tracked file; a real S3 API (moto's server on loopback)
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from unittest import mock
 
 import pytest
 
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="runcomfy-airflow-home-"))
+if "AIRFLOW_HOME" not in os.environ:  # made for this run, and removed when it ends
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="runcomfy-airflow-home-")
+    atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], ignore_errors=True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 

@@ -92,7 +92,7 @@ _ERRORS_BY_STATUS: dict[int, type[RunComfyError]] = {
 # shuts down (``asyncio.run`` and the triggerer do that), by ``_close_at_shutdown``.
 # Plain dicts: their values refer to the loop, so weak keys would never expire anyway; ``_close_at_shutdown``
 # removes a loop's entries. ``_closers`` holds each closer because a loop keeps its async generators in a WeakSet.
-_async_clients: dict[asyncio.AbstractEventLoop, dict[str, aiohttp.ClientSession]] = {}
+_async_clients: dict[asyncio.AbstractEventLoop, dict[str, _LoopClient]] = {}
 _closers: dict[asyncio.AbstractEventLoop, AsyncIterator[None]] = {}
 # Connection lookups in flight, per event loop and connection id (see ``_shared_lookup``).
 _lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[Any]]] = (
@@ -100,6 +100,20 @@ _lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio
 )
 # The hooks' loggers by name (see ``RunComfyHook.log``).
 _loggers: dict[str, Any] = {}
+_NO_SECRETS: frozenset[str] = frozenset()
+_POOL_SIZE = 100  # connections per loop and base URL (aiohttp's default), and as many status reads at once
+
+
+class _LoopClient(NamedTuple):
+    """A loop's client for one base URL: the session, and the turns its status reads take.
+
+    Status reads, a triggerer's bulk, wait for a turn here rather than in the session's pool, so that each read knows
+    when it left the queue: its interval starts then (see ``_watch``). Triggers whose reads queued together then
+    spread out, instead of reading in one burst every interval. Results and cancels, one per job, skip the queue.
+    """
+
+    session: aiohttp.ClientSession
+    read_turns: asyncio.Semaphore
 
 
 class RunComfyHook(BaseHook):
@@ -135,9 +149,10 @@ class RunComfyHook(BaseHook):
         self.retry_max_wait = retry_max_wait
         self._credentials: tuple[str, str] | None = None
         self._balance_url = DEFAULT_BALANCE_URL
-        # Signed input URLs (and their query strings), redacted like the token. Frozen: most hooks (one per trigger)
-        # never hold one, and an empty frozenset is one object for them all.
-        self._secrets: frozenset[str] = frozenset()
+        # Signed input URLs (and their query strings), redacted like the token. Most hooks (one per trigger) never
+        # hold one, and share one empty frozenset (``frozenset()`` makes a new one each time).
+        self._secrets: frozenset[str] = _NO_SECRETS
+        self._status_read_at = 0.0  # time.monotonic() when the last async status read left its queue
 
     @property
     def log(self) -> Any:
@@ -513,13 +528,25 @@ class RunComfyHook(BaseHook):
         """:meth:`wait_for_request` for an event loop (the triggerer): the same rule, the same answers."""
         import asyncio
 
-        watch = _watch(request_id, self.log, timeout, poll_interval, include_cost, cancel_on_timeout)
+        watch = _watch(
+            request_id,
+            self.log,
+            timeout,
+            poll_interval,
+            include_cost,
+            cancel_on_timeout,
+            read_started=self._status_read_started,
+        )
         answer = None
         try:
             while True:
                 call = watch.send(answer)
                 if call.method is None:
-                    answer = await asyncio.sleep(call.seconds)
+                    seconds = call.seconds
+                    # Neither kept while sleeping: the objects that a thousand sleeping triggers hold reach the
+                    # garbage collector's oldest generation, and the more there are, the sooner a full collection.
+                    del call, answer
+                    answer = await asyncio.sleep(seconds)
                 else:  # the async twin of the sync method: aget_status, aget_result, acancel
                     answer = await getattr(self, f"a{call.method}")(request_id, **call.kwargs)
         except StopIteration as done:
@@ -562,25 +589,43 @@ class RunComfyHook(BaseHook):
 
         base_url, token = self._credentials or await self._aget_credentials()
         headers = {"Authorization": f"Bearer {token}"}
+        client = self._async_client(base_url)
+        turns = client.read_turns if answer is RequestStatus else None
         try:
-            async with self._async_client(base_url).request(
-                method, base_url + path, headers=headers, timeout=_client_timeout(self.timeout), **kwargs
-            ) as response:
-                content = await response.read()
+            if turns is not None:
+                await _take_turn(turns, self.timeout)
+                self._status_read_at = time.monotonic()
+            try:
+                async with client.session.request(
+                    method, base_url + path, headers=headers, timeout=_client_timeout(self.timeout), **kwargs
+                ) as response:
+                    content = await response.read()
+            finally:
+                if turns is not None:
+                    turns.release()
         except (TimeoutError, aiohttp.ClientError) as error:
             never_sent = isinstance(error, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
             raise self._transport_error(error, never_sent, method, path, request_id) from None
         return self._parse(response.status, response.headers, content, answer, request_id)
 
-    def _async_client(self, base_url: str) -> aiohttp.ClientSession:
-        """The running event loop's session for ``base_url``, shared by every hook in that loop."""
+    def _async_client(self, base_url: str) -> _LoopClient:
+        """The running event loop's client for ``base_url``, shared by every hook in that loop."""
+        import asyncio
+
         import aiohttp
 
-        sessions = _loop_sessions()
-        session = sessions.get(base_url)
-        if session is None or session.closed:
-            session = sessions[base_url] = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
-        return session
+        clients = _loop_clients()
+        client = clients.get(base_url)
+        if client is None or client.session.closed:
+            connector = aiohttp.TCPConnector(limit=_POOL_SIZE)
+            session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}, connector=connector)
+            client = clients[base_url] = _LoopClient(session, asyncio.Semaphore(_POOL_SIZE))
+        return client
+
+    def _status_read_started(self) -> float:
+        """When this hook's last status read left its queue: ``_watch`` counts the interval from then. (A hook that
+        waits on several requests at once counts from the latest read of any: a little later, never sooner.)"""
+        return self._status_read_at
 
     # -- shared by both sides -------------------------------------------------------------------------------
 
@@ -722,32 +767,48 @@ def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=seconds, sock_connect=min(10.0, seconds), sock_read=seconds)
 
 
-def _loop_sessions() -> dict[str, aiohttp.ClientSession]:
-    """The running loop's sessions by base URL; the first call also arranges for them to close with the loop."""
+async def _take_turn(turns: asyncio.Semaphore, seconds: float) -> None:
+    """A status read's turn; waited for as long as a pooled connection would be (``_client_timeout``)."""
+    import asyncio
+
+    import aiohttp
+
+    if not turns.locked():
+        await turns.acquire()  # at once
+        return
+    try:
+        async with asyncio.timeout(seconds):
+            await turns.acquire()
+    except TimeoutError:
+        raise aiohttp.ConnectionTimeoutError(f"no turn to read within {seconds:g}s: the loop's reads queue") from None
+
+
+def _loop_clients() -> dict[str, _LoopClient]:
+    """The running loop's clients by base URL; the first call also arranges for them to close with the loop."""
     import asyncio
     import contextlib
 
     loop = asyncio.get_running_loop()
-    sessions = _async_clients.get(loop)
-    if sessions is None:
-        sessions = _async_clients[loop] = {}
-        closer = _closers[loop] = _close_at_shutdown(loop, sessions)
+    clients = _async_clients.get(loop)
+    if clients is None:
+        clients = _async_clients[loop] = {}
+        closer = _closers[loop] = _close_at_shutdown(loop, clients)
         # Starting an async generator registers it with the running loop, whose shutdown (``shutdown_asyncgens``,
         # run by ``asyncio.run`` and by the triggerer on exit) closes it, which runs its ``finally``. Its body
         # awaits nothing before its ``yield``, so one synchronous step gets it there.
         with contextlib.suppress(StopIteration):
             closer.__anext__().send(None)  # type: ignore[attr-defined]
-    return sessions
+    return clients
 
 
-async def _close_at_shutdown(loop: asyncio.AbstractEventLoop, sessions: dict[str, aiohttp.ClientSession]):
+async def _close_at_shutdown(loop: asyncio.AbstractEventLoop, clients: dict[str, _LoopClient]):
     try:
         yield
     finally:
         _async_clients.pop(loop, None)
         _closers.pop(loop, None)
-        for session in list(sessions.values()):
-            await session.close()
+        for client in list(clients.values()):
+            await client.session.close()
 
 
 class _Call(NamedTuple):
@@ -772,6 +833,7 @@ def _watch(
     cancel_on_timeout: bool,
     *,
     since: float | None = None,
+    read_started: Callable[[], float] | None = None,
 ) -> Generator[_Call, Any, RequestResult]:
     """The one terminal rule, free of I/O so that the sync and the async side drive the same code.
 
@@ -779,17 +841,23 @@ def _watch(
     ``completed`` for a failed job too, and the result can lag behind it, still saying ``in_progress``. The result's
     status (succeeded, failed, cancelled) is returned; :meth:`RequestResult.raise_for_outcome` judges it. Past the
     deadline a still-queued job is cancelled (if ``cancel_on_timeout``) and :class:`RunComfyTimeoutError` raised.
+    ``read_started``, if given, says when the last status read actually started (``time.monotonic()``), after any
+    queue of the driver's own.
     """
     progress = Progress(request_id, log, since=time.time() if since is None else since)
     deadline = time.monotonic() + timeout
     while True:
         read_at = time.monotonic()
         status: RequestStatus = yield _READ_STATUS
+        if read_started is not None:
+            read_at = read_started()
         progress.update(status.status, status.queue_position)
         if status.is_finished:
             result: RequestResult = yield _Call("get_result", {"include_cost": include_cost})
             if result.is_finished:
                 return result
+            del result
+        del status  # not kept while sleeping (see await_request)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             cancelled = cancel_on_timeout and (yield _Call("cancel")).cancelled
@@ -805,7 +873,8 @@ def _watch(
                 request_id=request_id,
             )
         # Reads start one interval apart: the round trips (tens of ms each at thousands of triggers) do not add to
-        # the interval, and a read slower than the interval is followed at once.
+        # the interval, and a read slower than the interval is followed at once. A wait for a turn does add to it,
+        # so that reads that queued together do not stay together.
         until_next_read = max(0.0, poll_interval - (time.monotonic() - read_at))
         yield _Call(None, seconds=min(until_next_read, remaining))
 

@@ -275,6 +275,33 @@ async def test_async_cancel_and_one_shared_client(runcomfy_connection):
     assert first._async_client(first.base_url) is second._async_client(second.base_url)
 
 
+async def test_status_reads_take_turns_and_a_read_that_gets_none_never_left(runcomfy_connection, monkeypatch):
+    """With one turn per loop, a read waits while another is answered slowly; its interval counts from its turn.
+    A read whose turn does not come within its hook's timeout fails as never sent (so it is retried)."""
+    import asyncio
+
+    import airflow_provider_runcomfy.hooks.runcomfy as hook_module
+
+    monkeypatch.setattr(hook_module, "_POOL_SIZE", 1)  # read when this test's loop makes its client
+    slow, waiting, impatient = fast_hook(timeout=5.0), fast_hook(), fast_hook(timeout=0.2, max_retries=0)
+    request_id = slow.submit(TEXT_TO_VIDEO, T2V_INPUTS).request_id
+    runcomfy_connection.add_faults([{"call": "status", "fault": "slow", "delay": 1.0}])
+    reads_before = sum(entry["call"] == "status" for entry in runcomfy_connection.log)
+
+    started = time.monotonic()
+    slow_read = asyncio.ensure_future(slow.aget_status(request_id))
+    await asyncio.sleep(0.1)  # the slow read has the only turn
+    waited = asyncio.ensure_future(waiting.aget_status(request_id))
+    with pytest.raises(RunComfyConnectionError, match="never reached the server") as raised:
+        await impatient.aget_status(request_id)
+    assert "no turn to read within 0.2s" in str(raised.value)
+    await asyncio.gather(slow_read, waited)
+
+    assert waiting._status_read_started() - started >= 1.0  # its turn came when the slow answer did
+    reads = sum(entry["call"] == "status" for entry in runcomfy_connection.log) - reads_before
+    assert reads == 2, "the impatient read reached the server"
+
+
 def test_include_cost(runcomfy_connection):
     hook = fast_hook()
     request_id = hook.submit(TEXT_TO_VIDEO, T2V_INPUTS).request_id

@@ -149,3 +149,27 @@ def test_reads_start_one_interval_apart_whatever_their_round_trip(monkeypatch):
         clock[0] += call.seconds
         call = watch.send(None)
     assert [round(b - a, 6) for a, b in itertools.pairwise(starts)] == [1.0, 1.0, 1.4, 1.0]
+
+
+def test_a_wait_for_a_turn_adds_to_the_interval(monkeypatch):
+    """The async side says when each read left its loop's queue (``read_started``): 0.5 s spent waiting for a turn
+    moves the next read 0.5 s later, so reads that queued together spread out, while the round trip after the turn
+    (0.3 s) still does not add to the interval."""
+    import airflow_provider_runcomfy.hooks.runcomfy as hook_module
+
+    clock, turn = [100.0], [0.0]
+    monkeypatch.setattr(hook_module.time, "monotonic", lambda: clock[0])
+    watch = _watch("r", LOG, 3600, 1.0, False, True, read_started=lambda: turn[0])
+    call, asked, turns = watch.send(None), [], []
+    for waited in (0.5, 0.0, 0.2):
+        assert call.method == "get_status"
+        asked.append(clock[0])
+        clock[0] += waited
+        turn[0] = clock[0]
+        turns.append(clock[0])
+        clock[0] += 0.3
+        call = watch.send(status("in_progress"))
+        clock[0] += call.seconds
+        call = watch.send(None)
+    assert [round(ask - turn, 6) for turn, ask in zip(turns[:-1], asked[1:], strict=True)] == [1.0, 1.0]  # from turns
+    assert [round(b - a, 6) for a, b in itertools.pairwise(asked)] == [1.5, 1.0]  # so the wait for a turn adds
