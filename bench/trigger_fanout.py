@@ -458,13 +458,13 @@ garbage collections (`gc.callbacks`) and the number of full collections in the w
 `ru_maxrss`, read by the parent with `wait4`; in brackets, its peak before watching (interpreter, Airflow, the N ids).
 The delay is the event's time minus the job's `finished_at` from the result call. It has two parts: until the first
 status read that could see the job finished reached the server (at most one interval, if reads keep their cadence), then
-that read's answer and the result call's round trip. `runcomfy` starts each status read one interval after the previous
-one left the loop's queue of reads (a read slower than the interval is followed at once), so the round trips do not add
-to the interval; the other watchers sleep one interval after each answer, so their reads come every interval plus one
-round trip. The finishes are shuffled against the order in which the watchers start: in the same order, the reads of a
-burst (every watcher's first read is at once) line up with the finishes, and a watcher whose reads stay in bursts looked
-better than it is (`runcomfy` with reads one interval from each start, before the queue: p95 0.81 s at N = 5000 with
-finishes in submit order, 1.02 s shuffled).
+that read's answer and the result call's round trip. `runcomfy` reads on a fixed cadence, one status read per interval
+counted from when its first read left the loop's queue of reads (a read that ends past its interval is followed at
+once), so round trips do not add up over the intervals; the other watchers sleep one interval after each answer, so
+their reads come every interval plus one round trip. The finishes are shuffled against the order in which the watchers
+start: in the same order, the reads of a burst (every watcher's first read is at once) line up with the finishes, and a
+watcher whose reads stay in bursts looked better than it is (`runcomfy` with reads one interval from each start, no
+queue: p95 0.81 s at N = 5000 with finishes in submit order, 1.02 s shuffled).
 
 What the provider spends beyond the aiohttp floor, per job: two log lines (one per state change, through Airflow's
 structlog: about 15 us each on a warm logger, 20-25 us among the polls), each answer parsed into a pydantic model (from
@@ -487,19 +487,21 @@ sleeping triggers outlive the young generations, and each full collection walks 
 The round trips, queued in the loop and in the session's 100-connection pool, grow to tens of milliseconds: where each
 read waits one interval after the previous answer, as the floor's do, they add to every interval. With the finishes'
 phases even over the interval, a read that keeps its cadence sees 95% of them within 0.95 s, which leaves 50 ms for the
-two round trips at the end of a wait: at N = 5000 on this machine they take more.
+two round trips at the end of a wait: at N = 5000, only a cadence that does not drift stays within it.
 
-Why reads count their interval from when they leave a queue. A thousand triggers started together read together. Counted
-from each read's start (the previous rule), they stayed together, every interval: a burst of a thousand requests, each
-waiting in the session's pool, all alive at once. The garbage collector counts live objects: a burst made about 60 young
-collections where spread reads made a few, and at N = 1000 about one more full collection over Airflow's heap (80-100
-ms) in a 5 s watch, 1.44x-1.54x the floor's CPU per request. Counted from each answer (the floor's rule), the wait in
-the pool spreads the reads out, but every round trip adds to the interval. Now status reads take turns through a queue
-of the loop's own, as wide as the pool (100), and the interval counts from the moment a read leaves it: the wait for a
-turn adds to the interval, so reads that queued together spread out; the round trip after it does not. Results and
-cancels, one per job, skip the queue. Each sleeping trigger also holds fewer objects (not its last answer, nor the call
-that asked for the sleep, nor an empty frozenset of its own): 24 tracked objects against 28, and 14 for the floor's bare
-loop."""
+How reads keep their cadence. A thousand triggers started together read together. With each read one interval from the
+previous read's start (the rule before this one), they stayed together: every interval a burst of a thousand requests,
+each waiting in the session's pool, all alive at once. The garbage collector counts live objects: a burst made about 60
+young collections where spread reads made a few, and at N = 1000 about one more full collection over Airflow's heap
+(80-100 ms) in a 5 s watch, 1.44x-1.54x the floor's CPU per request. Reading one interval after each answer (the floor's
+rule), the wait in the pool spreads the reads out, but every round trip adds to the interval. Now status reads take
+turns through a queue of the loop's own, as wide as the pool (100), and a trigger's cadence starts when its first read
+leaves it: the first reads, queued together, get their turns one after another, and their triggers read apart from then
+on; later waits for a turn, and the round trips, do not move the cadence. Counting every interval from its read's turn
+instead also spread the reads (1.27x-1.35x the floor's CPU at N = 1000), but at N = 5000, where reads wait for turns all
+the time, each wait added to the interval: p95 1.00-1.03 s. Results and cancels, one per job, skip the queue. Each
+sleeping trigger also holds fewer objects (not its last answer, nor the call that asked for the sleep, nor an empty
+frozenset of its own): 24 tracked objects against 28, and 14 for the floor's bare loop."""
 
 
 def chart(samples: dict[tuple[str, int], list[dict[str, Any]]], sizes: tuple[int, ...], interval: float) -> None:

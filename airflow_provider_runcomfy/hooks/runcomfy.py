@@ -108,8 +108,9 @@ class _LoopClient(NamedTuple):
     """A loop's client for one base URL: the session, and the turns its status reads take.
 
     Status reads, a triggerer's bulk, wait for a turn here rather than in the session's pool, so that each read knows
-    when it left the queue: its interval starts then (see ``_watch``). Triggers whose reads queued together then
-    spread out, instead of reading in one burst every interval. Results and cancels, one per job, skip the queue.
+    when it left the queue: a trigger's cadence starts at its first read's turn (see ``_watch``), so triggers whose
+    first reads queued together read apart, instead of in one burst every interval. Results and cancels, one per
+    job, skip the queue.
     """
 
     session: aiohttp.ClientSession
@@ -623,8 +624,8 @@ class RunComfyHook(BaseHook):
         return client
 
     def _status_read_started(self) -> float:
-        """When this hook's last status read left its queue: ``_watch`` counts the interval from then. (A hook that
-        waits on several requests at once counts from the latest read of any: a little later, never sooner.)"""
+        """When this hook's last status read left its queue, for ``_watch``. (A hook that waits on several requests at
+        once gives the latest read of any: a little later, never sooner.)"""
         return self._status_read_at
 
     # -- shared by both sides -------------------------------------------------------------------------------
@@ -842,15 +843,18 @@ def _watch(
     status (succeeded, failed, cancelled) is returned; :meth:`RequestResult.raise_for_outcome` judges it. Past the
     deadline a still-queued job is cancelled (if ``cancel_on_timeout``) and :class:`RunComfyTimeoutError` raised.
     ``read_started``, if given, says when the last status read actually started (``time.monotonic()``), after any
-    queue of the driver's own.
+    queue of the driver's own (the async side's turns).
     """
     progress = Progress(request_id, log, since=time.time() if since is None else since)
     deadline = time.monotonic() + timeout
+    first_read_at: float | None = None
     while True:
         read_at = time.monotonic()
         status: RequestStatus = yield _READ_STATUS
         if read_started is not None:
             read_at = read_started()
+        if first_read_at is None:
+            first_read_at = read_at
         progress.update(status.status, status.queue_position)
         if status.is_finished:
             result: RequestResult = yield _Call("get_result", {"include_cost": include_cost})
@@ -872,10 +876,12 @@ def _watch(
                 cancelled=cancelled,
                 request_id=request_id,
             )
-        # Reads start one interval apart: the round trips (tens of ms each at thousands of triggers) do not add to
-        # the interval, and a read slower than the interval is followed at once. A wait for a turn does add to it,
-        # so that reads that queued together do not stay together.
-        until_next_read = max(0.0, poll_interval - (time.monotonic() - read_at))
+        # Reads keep a fixed cadence: one per interval, counted from the first read's start. Round trips and waits
+        # for a turn (tens of ms each at thousands of triggers) do not add up over the intervals; a read that ends
+        # past its interval is followed at once. Each trigger's cadence starts when its first read got its turn, so
+        # triggers started together (a triggerer's restart, a mapped task) do not read in one burst ever after.
+        intervals_done = (read_at - first_read_at) // poll_interval + 1 if poll_interval > 0 else 0
+        until_next_read = max(0.0, first_read_at + intervals_done * poll_interval - time.monotonic())
         yield _Call(None, seconds=min(until_next_read, remaining))
 
 

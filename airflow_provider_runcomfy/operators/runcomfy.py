@@ -56,7 +56,7 @@ class RunComfyModelOperator(RunComfyTaskMixin, ResumableJobMixin, BaseOperator):
     :param runcomfy_conn_id: Connection of type ``runcomfy``.
     :param wait_for_completion: Wait for the job; ``False`` returns right after the submit.
     :param deferrable: Wait in the triggerer instead of holding a worker slot.
-    :param poll_interval: Seconds between the starts of two status reads.
+    :param poll_interval: Seconds per status read: one per interval, on a fixed cadence from the first.
     :param timeout: How long to wait for the job (seconds or timedelta); then a queued job is cancelled
         and the task fails.
     :param cancel_on_kill: Cancel the queued job when the task is killed, marked or cleared.

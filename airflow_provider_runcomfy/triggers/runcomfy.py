@@ -28,7 +28,7 @@ class RunComfyRequestTrigger(BaseTrigger):
     :param request_id: The RunComfy request to watch.
     :param runcomfy_conn_id: Connection holding the API token.
     :param end_time: Epoch seconds after which a ``timeout`` event fires.
-    :param poll_interval: Seconds between the starts of two status reads.
+    :param poll_interval: Seconds per status read: one per interval, on a fixed cadence from the first.
     :param include_cost: Ask the result call for the job's cost.
     :param cancel_on_timeout: Cancel a still-queued job at ``end_time`` (an operator's own job); a sensor, which
         did not submit the job, leaves it alone.

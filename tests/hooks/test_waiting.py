@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 
 import pytest
@@ -131,16 +130,17 @@ def test_each_change_of_state_is_logged_once(caplog):
     ]
 
 
-def test_reads_start_one_interval_apart_whatever_their_round_trip(monkeypatch):
-    """Reads taking 0.3 s still start 1 s apart (sleeping 1 s after each answer, they would start 1.3 s apart, and
-    a finish could wait 1.3 s to be seen); a read slower than the interval (1.4 s) is followed at once."""
+def test_reads_keep_a_fixed_cadence_whatever_their_round_trip(monkeypatch):
+    """Reads taking 0.3 s still start 1 s apart (sleeping 1 s after each answer, they would drift 0.3 s an interval,
+    and a finish could wait 1.3 s to be seen); a read slower than the interval (1.4 s) is followed at once, and the
+    next one is back on the cadence."""
     import airflow_provider_runcomfy.hooks.runcomfy as hook_module
 
     clock = [100.0]
     monkeypatch.setattr(hook_module.time, "monotonic", lambda: clock[0])
     watch = _watch("r", LOG, 3600, 1.0, False, True)
     call, starts = watch.send(None), []
-    for took in (0.3, 0.3, 1.4, 0.3, 0.3):
+    for took in (0.3, 0.3, 1.4, 0.3, 0.3, 0.3):
         assert call.method == "get_status"
         starts.append(clock[0])
         clock[0] += took
@@ -148,28 +148,26 @@ def test_reads_start_one_interval_apart_whatever_their_round_trip(monkeypatch):
         assert call.method is None
         clock[0] += call.seconds
         call = watch.send(None)
-    assert [round(b - a, 6) for a, b in itertools.pairwise(starts)] == [1.0, 1.0, 1.4, 1.0]
+    assert [round(start - starts[0], 6) for start in starts] == [0.0, 1.0, 2.0, 3.4, 4.0, 5.0]
 
 
-def test_a_wait_for_a_turn_adds_to_the_interval(monkeypatch):
-    """The async side says when each read left its loop's queue (``read_started``): 0.5 s spent waiting for a turn
-    moves the next read 0.5 s later, so reads that queued together spread out, while the round trip after the turn
-    (0.3 s) still does not add to the interval."""
+def test_the_cadence_starts_at_the_first_reads_turn(monkeypatch):
+    """The async side says when each read left its loop's queue (``read_started``). The cadence starts at the first
+    read's turn, 0.5 s after it asked (so triggers whose first reads queued together read apart from then on); a
+    later wait for a turn (0.2 s) and the round trips (0.3 s) do not move the reads after it."""
     import airflow_provider_runcomfy.hooks.runcomfy as hook_module
 
     clock, turn = [100.0], [0.0]
     monkeypatch.setattr(hook_module.time, "monotonic", lambda: clock[0])
     watch = _watch("r", LOG, 3600, 1.0, False, True, read_started=lambda: turn[0])
-    call, asked, turns = watch.send(None), [], []
-    for waited in (0.5, 0.0, 0.2):
+    call, asked = watch.send(None), []
+    for waited in (0.5, 0.0, 0.2, 0.0):
         assert call.method == "get_status"
         asked.append(clock[0])
         clock[0] += waited
         turn[0] = clock[0]
-        turns.append(clock[0])
         clock[0] += 0.3
         call = watch.send(status("in_progress"))
         clock[0] += call.seconds
         call = watch.send(None)
-    assert [round(ask - turn, 6) for turn, ask in zip(turns[:-1], asked[1:], strict=True)] == [1.0, 1.0]  # from turns
-    assert [round(b - a, 6) for a, b in itertools.pairwise(asked)] == [1.5, 1.0]  # so the wait for a turn adds
+    assert [round(ask - asked[0], 6) for ask in asked] == [0.0, 1.5, 2.5, 3.5]
