@@ -276,8 +276,9 @@ async def test_async_cancel_and_one_shared_client(runcomfy_connection):
 
 
 async def test_status_reads_take_turns_and_a_read_that_gets_none_never_left(runcomfy_connection, monkeypatch):
-    """With one turn per loop, a read waits while another is answered slowly; its interval counts from its turn.
-    A read whose turn does not come within its hook's timeout fails as never sent (so it is retried)."""
+    """With one turn per loop, a read waits while another is answered slowly, and says when its turn came (what
+    ``_watch`` counts a cadence from). A read whose turn does not come within its hook's timeout fails as never sent
+    (so it is retried)."""
     import asyncio
 
     import airflow_provider_runcomfy.hooks.runcomfy as hook_module
