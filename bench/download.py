@@ -1,8 +1,9 @@
 """Copying outputs: a generated file streamed from its URL into object storage, against the floor and the naive way.
 
 The local RunComfy server serves a synthetic output (100 MiB, then 1 GiB) over loopback. Each contender copies it
-in a process of its own, interleaved over several rounds, in an order that turns by one each round (a copy that
-follows another's gigabyte can find the machine's memory, or moto's, in another state):
+in a process of its own, interleaved over several rounds, in an order shuffled each round (a copy that follows
+another's gigabyte finds the machine's memory, or moto's, in another state; a fixed order, even turned, keeps the
+same neighbours):
 
 - ``curl``: ``curl -o`` to a local file. Nothing moves bytes from a socket to a file much faster: the floor.
 - ``curl_sha256sum``: ``curl -o`` then ``sha256sum`` of the file: what the provider delivers (the file and its
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shlex
 import shutil
 import subprocess
@@ -227,9 +229,10 @@ def main() -> None:
         warm_up(url, work, env)
         index = 0
         for round_no in range(rounds):
-            turn = round_no % len(contenders)
             for size in sizes:
-                for contender in (*contenders[turn:], *contenders[:turn]):
+                order = list(contenders)
+                random.Random(f"{round_no}/{size}").shuffle(order)  # the same orders in every run
+                for contender in order:
                     if contender.endswith("_s3") and round_no >= args.s3_rounds:
                         continue
                     index += 1
