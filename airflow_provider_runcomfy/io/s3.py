@@ -106,7 +106,7 @@ class S3PartsWriter:
         upload, checksum, part = sending
         answer = upload.result()
         self._parts.append({"PartNumber": len(self._parts) + 1, "ETag": answer["ETag"], "ChecksumCRC32": checksum})
-        if not part.closed:
+        if not part.closed:  # aiohttp closes a BytesIO handed to it as a body; aiobotocore's are left open
             self._free.append(part)
 
     def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:

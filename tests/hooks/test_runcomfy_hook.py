@@ -291,7 +291,10 @@ async def test_status_reads_take_turns_and_a_read_that_gets_none_never_left(runc
 
     started = time.monotonic()
     slow_read = asyncio.ensure_future(slow.aget_status(request_id))
-    await asyncio.sleep(0.1)  # the slow read has the only turn
+    turns = slow._async_client(slow.base_url).read_turns
+    while not turns.locked():  # until the slow read has the only turn, however long its connection lookup takes
+        assert time.monotonic() - started < 30, "the slow read never took its turn"
+        await asyncio.sleep(0.01)
     waited = asyncio.ensure_future(waiting.aget_status(request_id))
     with pytest.raises(RunComfyConnectionError, match="never reached the server") as raised:
         await impatient.aget_status(request_id)
